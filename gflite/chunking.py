@@ -1,0 +1,334 @@
+"""Split normalised text into chunks that flite synthesises independently.
+
+A chunk may only end where flite itself ends an utterance when it reads the
+whole file (``flite_ts_to_speech`` in flite 2.2's ``src/synth/flite.c``): flite
+synthesises each utterance on its own and appends the waves, so if every chunk
+starts exactly at an utterance start, the chunks' audio put end to end is the
+whole file's audio, sample for sample. :func:`utterance_starts` replays flite's
+tokenizer and break rules in Python to find those places.
+
+Among flite's breaks we prefer real sentence ends, found with nltk's Punkt, so
+a chunk never stops inside a sentence (e.g. after a colon or at flite's
+500-token limit). Only a "sentence" longer than twice the chunk size (text with
+no punctuation) may be cut at a flite break inside it.
+
+Run each chunk as ``flite -f chunk.txt`` with the chunk's exact bytes: ``-t``
+makes one utterance of the whole string and would not match.
+
+nltk is imported only when the text is long enough to need more than one chunk:
+importing it costs about a second.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, NamedTuple
+
+from gflite.errors import UsageError
+
+if TYPE_CHECKING:
+    from nltk.tokenize.punkt import PunktParameters
+
+# What the usenglish front end gives flite's tokenizer (lang/usenglish/usenglish.c):
+# no single-character symbols, so a token is a maximal run of non-whitespace.
+_WHITESPACE = " \t\n\r"
+_PREPUNCT = "\"'`({["
+_POSTPUNCT = "\"'`.,:;!?(){}[]"
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+_WORD = re.compile(r"[^ \t\n\r]+")
+_MAX_UTT_TOKENS = 500  # flite breaks when an utterance already holds more than this
+
+# Native flite 2.2 CPU seconds per 1000 characters of English prose, measured on
+# this project's reference machine. flite.wasm is assumed ~2x slower.
+VOICE_SECONDS_PER_KCHAR: dict[str, float] = {
+    "kal": 0.12,
+    "kal16": 0.04,
+    "awb": 0.9,
+    "rms": 1.0,
+    "slt": 0.9,
+}
+_WASM_SLOWDOWN = 2.0
+_SUBTASK_SECONDS = 2.5  # aim: 1-5 s of CPU per subtask
+DEFAULT_TARGET_CHARS = 2000
+MIN_TARGET_CHARS = 1000
+MAX_TARGET_CHARS = 20000
+# The first chunk is this much smaller than the target (and the next ones grow
+# by doubling), so streamed output (-o -) starts after a short synthesis.
+FIRST_CHUNK_DIVISOR = 8
+# Punkt learns abbreviations from the input; a bigger prefix costs time before
+# the first chunk can start and teaches little more.
+_TRAIN_CHARS = 1 << 20
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One subtask's text: ``text == whole[start:end]``, contiguous, in order."""
+
+    index: int
+    start: int
+    end: int
+    text: str
+    sha256: str
+
+    @property
+    def data(self) -> bytes:
+        """The bytes to hand to ``flite -f``."""
+        return self.text.encode("utf-8")
+
+
+def target_chars_for(voice: str) -> int:
+    """Default chunk size for a voice: about 2.5 s of flite.wasm CPU per subtask."""
+    cost = VOICE_SECONDS_PER_KCHAR.get(voice, max(VOICE_SECONDS_PER_KCHAR.values()))
+    chars = int(_SUBTASK_SECONDS / (_WASM_SLOWDOWN * cost) * 1000)
+    return max(MIN_TARGET_CHARS, min(MAX_TARGET_CHARS, chars // 100 * 100))
+
+
+def split(
+    text: str,
+    *,
+    subtasks: int | None = None,
+    target_chars: int = DEFAULT_TARGET_CHARS,
+) -> tuple[Chunk, ...]:
+    """Cut ``text`` into chunks whose flite audio, concatenated, equals the whole's.
+
+    By default the cuts depend on the text (and ``target_chars``) alone: the
+    first chunk is about ``target_chars / 8`` long and each next one doubles up
+    to ``target_chars``. ``subtasks=N`` asks for N roughly equal chunks instead;
+    fewer come back if the text has fewer places to cut.
+    """
+    if subtasks is not None and subtasks < 1:
+        raise UsageError(f"--subtasks must be at least 1, not {subtasks}")
+    if target_chars < 1:
+        raise UsageError(f"chunk size must be at least 1 character, not {target_chars}")
+    n = len(text)
+    first = max(1, target_chars // FIRST_CHUNK_DIVISOR)
+    if subtasks == 1 or (subtasks is None and n <= first * 1.5):
+        return _chunks(text, [])
+    breaks = _utterance_breaks(text)
+    if not breaks:
+        return _chunks(text, [])
+    size = n / subtasks if subtasks else target_chars
+    candidates = _candidates(text, breaks, max_gap=2 * size)
+    if subtasks:
+        cuts = _even_cuts(candidates, n, subtasks)
+    else:
+        cuts = _growing_cuts(candidates, n, first, target_chars)
+    return _chunks(text, cuts)
+
+
+def _chunks(text: str, cuts: list[int]) -> tuple[Chunk, ...]:
+    edges = [0, *cuts, len(text)]
+    out = []
+    for i, (a, b) in enumerate(zip(edges, edges[1:])):
+        part = text[a:b]
+        out.append(Chunk(i, a, b, part, hashlib.sha256(part.encode("utf-8")).hexdigest()))
+    return tuple(out)
+
+
+def _nearest(cands: list[int], want: float, lo: int, hi: int) -> int | None:
+    """The candidate in (lo, hi) closest to ``want`` (the earlier one on a tie)."""
+    first, stop = bisect_right(cands, lo), bisect_left(cands, hi)
+    if first >= stop:
+        return None
+    k = bisect_right(cands, want, first, stop)
+    options = [cands[x] for x in (k - 1, k) if first <= x < stop]
+    return min(options, key=lambda c: (abs(c - want), c))
+
+
+def _growing_cuts(cands: list[int], n: int, first: int, target: int) -> list[int]:
+    cuts: list[int] = []
+    pos, size = 0, first
+    while n - pos > size * 1.5:
+        c = _nearest(cands, pos + size, pos, n)
+        if c is None:
+            break
+        cuts.append(c)
+        pos, size = c, min(target, size * 2)
+    return cuts
+
+
+def _even_cuts(cands: list[int], n: int, parts: int) -> list[int]:
+    cuts: list[int] = []
+    pos = 0
+    for k in range(1, parts):
+        want = n * k / parts
+        if want <= pos:
+            continue  # an earlier cut had to go past this one
+        c = _nearest(cands, want, pos, n)
+        if c is None:
+            break
+        cuts.append(c)
+        pos = c
+    return cuts
+
+
+def _candidates(text: str, breaks: list[tuple[int, int]], max_gap: float) -> list[int]:
+    """flite's breaks that are also sentence or paragraph ends, plus all of flite's
+    breaks inside any stretch longer than ``max_gap`` that has no such end."""
+    ends = sentence_ends(text)
+    starts = [start for _, start in breaks]
+    good = [
+        start
+        for prev_end, start in breaks
+        if prev_end in ends or text.count("\n", prev_end, start) >= 2
+    ]
+    out = list(good)
+    edges = [0, *good, len(text)]
+    for a, b in zip(edges, edges[1:]):
+        if b - a > max_gap:
+            out.extend(starts[bisect_right(starts, a) : bisect_left(starts, b)])
+    return sorted(set(out))
+
+
+# --- flite's tokenizer and utterance breaks -------------------------------------
+
+
+class _Token(NamedTuple):
+    ws_start: int  # where the whitespace before this token starts
+    start: int  # where the token (with its pre-punctuation) starts
+    name: str  # the token without pre/post punctuation ("" for a lone quote)
+    punc: str  # post-punctuation
+    ws: str  # the whitespace before it, exactly as flite keeps it
+    eof: bool  # flite hit end of file while reading this token
+
+
+def _tokens(text: str) -> Iterator[_Token]:
+    """flite's ``ts_get`` over ``text`` (src/utils/cst_tokenstream.c)."""
+    prev_end = 0
+    for m in _WORD.finditer(text):
+        word = m.group()
+        rest = word.lstrip(_PREPUNCT)
+        if not rest:
+            name, punc = "", ""  # only pre-punctuation: flite returns an empty token
+        else:
+            # Post-punctuation never includes the token's first character.
+            name = rest[0] + rest[1:].rstrip(_POSTPUNCT)
+            punc = rest[len(name) :]
+        ws = text[prev_end : m.start()]
+        yield _Token(prev_end, m.start(), name, punc, ws, m.end() == len(text))
+        prev_end = m.end()
+    if prev_end < len(text) or not text:
+        # Trailing whitespace: the next ts_get reads it and returns an empty token.
+        yield _Token(prev_end, len(text), "", "", text[prev_end:], True)
+
+
+def _utf8_len(s: str) -> int:
+    return len(s) if s.isascii() else len(s.encode("utf-8"))
+
+
+def _breaks(prev: _Token, tok: _Token) -> bool:
+    """``default_utt_break`` (src/synth/cst_synth.c): does ``tok`` start a new utterance?"""
+    ws, punc, last, first = tok.ws, prev.punc, prev.name, tok.name[0]
+    if ws.count("\n") >= 2:
+        return True
+    if last in ("Yahoo", "YAHOO", "yahoo") and "!" in punc and first in _LOWER:
+        return False
+    if ":" in punc or "?" in punc or "!" in punc:
+        return True
+    if "." in punc and first in _UPPER:
+        if len(ws) > 1:
+            return True
+        # "Mr. Smith", "U.S. Army": a short capitalised word or one ending in a
+        # capital is taken as an abbreviation.
+        return not (last[-1] in _UPPER or (_utf8_len(last) < 4 and last[0] in _UPPER))
+    return False
+
+
+def utterance_starts(text: str) -> tuple[int, ...]:
+    """Offsets where ``flite -f`` on ``text`` starts a new utterance and a chunk may start."""
+    return tuple(start for _, start in _utterance_breaks(text))
+
+
+def _utterance_breaks(text: str) -> list[tuple[int, int]]:
+    """(end of the previous token, start of the first token) of each new utterance.
+
+    Mirrors the loop in ``flite_ts_to_speech`` (src/synth/flite.c), quirks
+    included: a break on an empty token (a lone quote), a break when an
+    utterance already holds more than 500 tokens, and a last token that flite
+    silently drops when it triggers a break right at end of file.
+
+    A chunk starts at the token itself and the whitespace before it ends the
+    previous chunk. That whitespace only matters to the break rules, which a
+    chunk's first token never meets, and a chunk ending in whitespace makes
+    flite read its last token before end of file, so the drop quirk above
+    cannot strike a single-word utterance at a chunk's end. Breaks before an
+    empty token are left out: a chunk starting there would make flite
+    synthesise an extra, empty utterance.
+    """
+    out: list[tuple[int, int]] = []
+    tokens = _tokens(text)
+    end = _Token(len(text), len(text), "", "", "", True)
+    eof = not text
+    count = 0
+    tail: _Token | None = None  # last token of the current utterance
+    while not eof or count > 0:
+        tok = next(tokens, end)
+        eof = tok.eof
+        if not tok.name or count > _MAX_UTT_TOKENS or (tail is not None and _breaks(tail, tok)):
+            if eof:
+                break
+            count, tail = 0, None
+            if tok.name and tok.start > 0:
+                out.append((tok.ws_start, tok.start))
+        count += 1
+        tail = tok
+    return out
+
+
+# --- sentences (nltk Punkt) -----------------------------------------------------
+
+
+def sentence_ends(text: str) -> frozenset[int]:
+    """Offsets just after each sentence's last non-space character, per Punkt."""
+    from nltk.tokenize.punkt import PunktSentenceTokenizer  # lazy: ~1 s to import
+
+    tokenizer = PunktSentenceTokenizer(_params_for(text))
+    ends = set()
+    for _, e in tokenizer.span_tokenize(text):
+        m = _WORD.match(text, e)  # Punkt may end inside a run flite reads as one token
+        ends.add(m.end() if m else e)
+    return frozenset(ends)
+
+
+def _params_for(text: str) -> PunktParameters:
+    """Punkt trained on the input itself, plus the abbreviations we ship."""
+    from nltk.tokenize.punkt import PunktTrainer
+
+    trainer = PunktTrainer()
+    trainer.train(text[:_TRAIN_CHARS], finalize=True)
+    params = trainer.get_params()
+    shipped = shipped_params()
+    params.abbrev_types |= shipped.abbrev_types
+    params.collocations |= shipped.collocations
+    params.sent_starters |= shipped.sent_starters
+    for word, flags in shipped.ortho_context.items():
+        params.ortho_context[word] |= flags
+    return params
+
+
+PARAMS_PATH = Path(__file__).parent / "data" / "punkt_en.json"
+
+
+@lru_cache(maxsize=1)
+def _shipped_json() -> dict:
+    return json.loads(PARAMS_PATH.read_text("utf-8"))
+
+
+def shipped_params() -> PunktParameters:
+    """The Punkt parameters in gflite/data (made by scripts/make_punkt_params.py)."""
+    from nltk.tokenize.punkt import PunktParameters
+
+    raw = _shipped_json()
+    params = PunktParameters()
+    params.abbrev_types = set(raw["abbrev_types"])
+    params.collocations = {tuple(c) for c in raw["collocations"]}
+    params.sent_starters = set(raw["sent_starters"])
+    for word, flags in raw["ortho_context"].items():
+        params.ortho_context[word] = flags
+    return params

@@ -1,0 +1,366 @@
+"""On-disk caches: compiled modules (so a rerun never recompiles) and subtask
+results (so a rerun resumes).
+
+Both live in private 0700 directories owned by the current user and are written
+atomically (temporary file, fsync, rename), so a crash never leaves a torn
+entry under a real name. A compiled module is native code that
+``Module.deserialize_file`` maps and runs without any check, so a module file is
+only loaded if it and every cache directory above it belong to us and nobody
+else can write them; otherwise the cache is bypassed and the module compiled in
+memory.
+
+wasmtime is imported lazily: the requestor process uses ``ResultCache`` and
+``cache_dir`` without paying for the runtime.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import stat
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gflite.errors import GfliteError
+from gflite.gwasm.subtask import Program, Subtask, SubtaskResult, sha256_bytes
+
+if TYPE_CHECKING:
+    import wasmtime
+
+
+def cache_dir() -> Path:
+    """``$GFLITE_CACHE_DIR``, else ``$XDG_CACHE_HOME/gflite``, else ``~/.cache/gflite``."""
+    explicit = os.environ.get("GFLITE_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "gflite"
+    return Path.home() / ".cache" / "gflite"
+
+
+class UntrustedCacheError(GfliteError):
+    """A cache directory exists but is not private to us; the cache is bypassed."""
+
+
+def _check_private(path: Path, *, fix_mode: bool, follow: bool = False) -> None:
+    """Raise UntrustedCacheError unless ``path`` is a real directory that we own
+    and that nobody else can write to."""
+    st = os.stat(path) if follow else os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise UntrustedCacheError(f"{path} is not a directory")
+    if st.st_uid != os.geteuid():
+        raise UntrustedCacheError(f"{path} is owned by uid {st.st_uid}, not by us")
+    if st.st_mode & 0o022:
+        if not fix_mode:
+            raise UntrustedCacheError(f"{path} is writable by others")
+        os.chmod(path, 0o700)
+
+
+def private_dir(root: Path, *parts: str) -> Path:
+    """Create (0700) and check ``root/parts...``; raise UntrustedCacheError if
+    any level is not private to us.
+
+    ``root`` itself may be a directory the user chose; it only has to be ours and
+    not writable by others. The levels we create are tightened to 0700.
+    """
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The root may be a symlink the user chose; the levels below may not.
+        _check_private(root, fix_mode=False, follow=True)
+        path = root
+        for part in parts:
+            path = path / part
+            with contextlib.suppress(FileExistsError):
+                path.mkdir(mode=0o700)
+            _check_private(path, fix_mode=True)
+    except OSError as exc:
+        raise UntrustedCacheError(f"cannot use cache directory {root}: {exc}") from None
+    return path
+
+
+def _trusted_file(path: Path) -> bool:
+    """True if ``path`` is a regular file of ours that nobody else can write."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def atomic_write(path: Path, chunks: Iterable[bytes], mode: int = 0o600) -> None:
+    """Write ``chunks`` to ``path`` so that readers see the old file or the whole new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock, so N workers missing the cache compile once, not N times."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+_wasmtime_id_value: str | None = None
+
+
+def wasmtime_id() -> str:
+    """The installed wasmtime's version and native library identity.
+
+    Read from the package's files instead of ``importlib.metadata`` (which costs
+    tens of milliseconds per process): the dist-info directory name gives the
+    version, the native library's size and mtime catch any rebuild.
+    """
+    global _wasmtime_id_value
+    if _wasmtime_id_value is None:
+        import wasmtime
+
+        pkg = Path(wasmtime.__file__).parent
+        version = "unknown"
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(pkg.parent):
+                if entry.name.startswith("wasmtime-") and entry.name.endswith(".dist-info"):
+                    version = entry.name[len("wasmtime-") : -len(".dist-info")]
+                    break
+        native = []
+        for lib in sorted(pkg.glob("*/_libwasmtime.*")):
+            st = lib.stat()
+            native.append(f"{lib.name}:{st.st_size}:{st.st_mtime_ns}")
+        _wasmtime_id_value = f"{version}/{','.join(native)}"
+    return _wasmtime_id_value
+
+
+class ModuleCache:
+    """Compiled modules on disk, keyed by the wasm's sha256, the wasmtime
+    version and the engine configuration.
+
+    ``hits`` and ``compiles`` count this instance's loads from disk and compilations.
+    """
+
+    def __init__(self, engine: wasmtime.Engine, config_id: str, root: Path | None = None) -> None:
+        self.engine = engine
+        self.config_id = config_id
+        self.root = root if root is not None else cache_dir()
+        self.hits = 0
+        self.compiles = 0
+        self.disabled_reason = ""
+        self._dir: Path | None = None
+        self._memo: dict[str, wasmtime.Module] = {}
+        self._lock = threading.Lock()
+
+    def key(self, program: Program) -> str:
+        ident = f"{program.sha256}\0{wasmtime_id()}\0{self.config_id}\0{platform.machine()}"
+        return sha256_bytes(ident.encode())
+
+    def path(self, program: Program) -> Path | None:
+        """Where ``program``'s compiled module lives, or None if the disk cache is unusable."""
+        directory = self._directory()
+        return None if directory is None else directory / f"{self.key(program)}.cwasm"
+
+    def load(self, program: Program) -> wasmtime.Module:
+        """The compiled module for ``program``: from memory, from disk, else compiled (and stored).
+
+        Raises GfliteError if the program cannot be read, has changed since its
+        sha256 was taken, or is not a valid module.
+        """
+        key = self.key(program)
+        with self._lock:
+            module = self._memo.get(key)
+            if module is None:
+                module = self._load_uncached(program)
+                self._memo[key] = module
+            return module
+
+    def _directory(self) -> Path | None:
+        if self._dir is None and not self.disabled_reason:
+            try:
+                self._dir = private_dir(self.root, "modules")
+            except UntrustedCacheError as exc:
+                self.disabled_reason = str(exc)
+        return self._dir
+
+    def _load_uncached(self, program: Program) -> wasmtime.Module:
+        path = self.path(program)
+        if path is None:
+            return self._compile(program)
+        module = self._deserialize(path)
+        if module is not None:
+            return module
+        with _file_lock(path.parent / ".lock"):
+            # Another worker may have compiled it while we waited for the lock.
+            module = self._deserialize(path)
+            if module is not None:
+                return module
+            module = self._compile(program)
+            with contextlib.suppress(OSError):
+                atomic_write(path, [bytes(module.serialize())])
+            return module
+
+    def _deserialize(self, path: Path) -> wasmtime.Module | None:
+        import wasmtime
+
+        if not _trusted_file(path):
+            return None
+        try:
+            module = wasmtime.Module.deserialize_file(self.engine, str(path))
+        except wasmtime.WasmtimeError:
+            # Damaged, or from an incompatible wasmtime: recompile over it.
+            return None
+        self.hits += 1
+        return module
+
+    def _compile(self, program: Program) -> wasmtime.Module:
+        import wasmtime
+
+        try:
+            wasm = Path(program.path).read_bytes()
+        except OSError as exc:
+            raise GfliteError(f"cannot read {program.path}: {exc.strerror or exc}") from None
+        if sha256_bytes(wasm) != program.sha256:
+            raise GfliteError(f"{program.path} changed since its sha256 was taken")
+        try:
+            module = wasmtime.Module(self.engine, wasm)
+        except wasmtime.WasmtimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid module"
+            raise GfliteError(f"{program.path} is not a valid WebAssembly module: {first}") from None
+        self.compiles += 1
+        return module
+
+
+_RESULT_FORMAT = 1
+
+
+class ResultCache:
+    """Successful subtask results, content-addressed by ``subtask.key(program)``.
+
+    The key covers the program bytes, argv, inputs and output names, so a hit
+    is exactly the bytes a rerun would produce; entries are checked against
+    their recorded sha256s on read and dropped if damaged.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root if root is not None else cache_dir()
+        self.disabled_reason = ""
+        self._dir: Path | None = None
+
+    def _directory(self) -> Path | None:
+        if self._dir is None and not self.disabled_reason:
+            try:
+                self._dir = private_dir(self.root, "results")
+            except UntrustedCacheError as exc:
+                self.disabled_reason = str(exc)
+        return self._dir
+
+    def _path(self, key: str, create: bool) -> Path | None:
+        directory = self._directory()
+        if directory is None:
+            return None
+        if create:
+            try:
+                sub = private_dir(directory, key[:2])
+            except UntrustedCacheError:
+                return None
+        else:
+            sub = directory / key[:2]
+        return sub / f"{key}.result"
+
+    def get(self, program: Program, subtask: Subtask) -> SubtaskResult | None:
+        """The cached result of ``subtask`` (renamed and re-indexed to it), or None."""
+        path = self._path(subtask.key(program), create=False)
+        if path is None or not _trusted_file(path):
+            return None
+        try:
+            data = path.read_bytes()
+            result = _decode(data, subtask)
+        except (OSError, ValueError, KeyError, TypeError):
+            result = None
+        if result is None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        return result
+
+    def put(self, program: Program, subtask: Subtask, result: SubtaskResult) -> bool:
+        """Store a successful result; failures are never cached. Returns False if
+        it could not be stored (the cache is an optimisation, never an error)."""
+        if not result.ok:
+            return False
+        path = self._path(subtask.key(program), create=True)
+        if path is None:
+            return False
+        try:
+            atomic_write(path, _encode(result))
+        except OSError:
+            return False
+        return True
+
+
+def _encode(result: SubtaskResult) -> list[bytes]:
+    blobs = [data for _, data in result.outputs] + [result.stdout, result.stderr]
+    header: dict[str, Any] = {
+        "format": _RESULT_FORMAT,
+        "outputs": [[rel, len(data), sha256_bytes(data)] for rel, data in result.outputs],
+        "stdout": [len(result.stdout), sha256_bytes(result.stdout)],
+        "stderr": [len(result.stderr), sha256_bytes(result.stderr)],
+        "exit_code": result.exit_code,
+        "provider": result.provider,
+        "seconds": result.seconds,
+        "digest": result.digest,
+    }
+    return [json.dumps(header).encode() + b"\n", *blobs]
+
+
+def _decode(data: bytes, subtask: Subtask) -> SubtaskResult | None:
+    head, sep, body = data.partition(b"\n")
+    if not sep:
+        return None
+    header = json.loads(head)
+    if header.get("format") != _RESULT_FORMAT:
+        return None
+    pos = 0
+
+    def take(size: int, digest: str) -> bytes:
+        nonlocal pos
+        blob = body[pos : pos + size]
+        pos += size
+        if len(blob) != size or sha256_bytes(blob) != digest:
+            raise ValueError("damaged cache entry")
+        return blob
+
+    outputs = tuple((str(rel), take(int(size), str(d))) for rel, size, d in header["outputs"])
+    stdout = take(*header["stdout"])
+    stderr = take(*header["stderr"])
+    if pos != len(body) or tuple(rel for rel, _ in outputs) != subtask.outputs:
+        return None
+    result = SubtaskResult(
+        index=subtask.index,
+        name=subtask.name,
+        ok=True,
+        outputs=outputs,
+        exit_code=header["exit_code"],
+        stdout=stdout,
+        stderr=stderr,
+        provider=str(header["provider"]),
+        seconds=float(header["seconds"]),
+    )
+    return result if result.digest == header["digest"] else None

@@ -1,0 +1,166 @@
+"""``gwasm run task.json``: run a bare gWASM task on this machine's cores.
+
+Exit codes (from gflite.errors): 0 success, 1 other error, 2 bad usage,
+4 malformed task file, 5 a subtask failed after its retries or the task timed
+out, 9 outputs could not be written, 130 interrupted (Ctrl-C). Every error is
+one line ``gwasm: error: ...`` on stderr.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gflite.errors import ExecutionError, GfliteError, Interrupted
+from gflite.gwasm.subtask import SubtaskResult
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+@app.callback()
+def _gwasm() -> None:
+    """gwasm: run any WASI program as sandboxed, parallel, reproducible subtasks."""
+
+
+def _error(message: str) -> None:
+    typer.echo(f"gwasm: error: {message}", err=True)
+
+
+@app.command()
+def run(
+    task: Path = typer.Argument(..., help="Task file in the gWASM format (task.json).", show_default=False),
+    workers: Optional[int] = typer.Option(  # noqa: UP007 (typer needs Optional on 3.9-style hints)
+        None, "--workers", "-w", min=1, help="Worker processes [default: all cores]."
+    ),
+    retries: int = typer.Option(2, "--retries", min=0, help="Extra attempts for a failed subtask."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+) -> None:
+    """Run TASK's subtasks sandboxed in parallel; outputs go to output_dir/<subtask>/.
+
+    Finished subtasks are cached, so a rerun resumes where the last one stopped.
+    """
+    try:
+        _run(task, workers, retries, quiet)
+    except GfliteError as exc:
+        _error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        _error("interrupted; finished subtasks are cached, rerun to resume")
+        raise typer.Exit(Interrupted.exit_code) from None
+
+
+def _run(task_path: Path, workers: int | None, retries: int, quiet: bool) -> None:
+    from gflite.gwasm import execution
+    from gflite.gwasm.cache import ResultCache
+    from gflite.gwasm.executors.local import LocalExecutor
+    from gflite.gwasm.task import load_task, write_outputs
+
+    started = time.monotonic()
+    spec = load_task(task_path)
+    counts = {"done": 0, "cached": 0, "failed": 0}
+
+    import tqdm
+
+    # tqdm's monitor thread would stop the executor from forking its workers cheaply.
+    tqdm.tqdm.monitor_interval = 0
+    bar = tqdm.tqdm(
+        total=len(spec.subtasks),
+        desc=spec.name,
+        unit="subtask",
+        file=sys.stderr,
+        disable=quiet or not sys.stderr.isatty(),
+        leave=False,
+    )
+
+    def on_result(result: SubtaskResult, from_cache: bool) -> None:
+        if result.ok:
+            counts["done"] += 1
+            counts["cached"] += from_cache
+        else:
+            counts["failed"] += 1
+        bar.update(1)
+
+    def summary() -> None:
+        if not quiet:
+            cached = f" ({counts['cached']} from cache)" if counts["cached"] else ""
+            typer.echo(
+                f"{spec.name}: {counts['done']} done{cached}, {counts['failed']} failed, "
+                f"{time.monotonic() - started:.1f} s; outputs in {spec.output_dir}"
+            )
+
+    written: set[int] = set()
+    try:
+        with LocalExecutor(workers) as executor:
+            results = execution.run(
+                executor,
+                spec.program,
+                spec.subtasks,
+                spec.limits,
+                retries=retries,
+                task_timeout=spec.timeout,
+                cache=ResultCache(),
+                on_result=on_result,
+            )
+            for result in results:
+                write_outputs(spec, result)
+                written.add(result.index)
+    except ExecutionError as exc:
+        bar.close()
+        # Keep what did finish, and say what happened to every subtask.
+        for outcome in exc.outcomes:
+            if outcome.ok and outcome.index not in written:
+                write_outputs(spec, outcome)
+        summary()
+        for outcome in exc.outcomes:
+            state = "ok" if outcome.ok else f"failed: {outcome.reason}"
+            typer.echo(f"  {outcome.name}: {state}", err=True)
+        raise
+    finally:
+        bar.close()
+    summary()
+
+
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    """Click's UsageError: typer >= 0.24 bundles its own click, older typer uses click."""
+    types: list[type[BaseException]] = []
+    try:
+        from typer._click.exceptions import UsageError
+    except ImportError:
+        pass
+    else:
+        types.append(UsageError)
+    try:
+        from click.exceptions import UsageError as ClickUsageError
+    except ImportError:
+        pass
+    else:
+        types.append(ClickUsageError)
+    return tuple(types)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``gwasm`` console script."""
+    try:
+        code = app(args=argv, prog_name="gwasm", standalone_mode=False)
+    except _usage_error_types() as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # type: ignore[attr-defined]  # prints the help
+        else:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            _error(f"{exc.format_message()}{hint}")  # type: ignore[attr-defined]
+        code = 2
+    except (typer.Abort, KeyboardInterrupt):
+        _error("interrupted")
+        code = Interrupted.exit_code
+    except GfliteError as exc:
+        _error(str(exc))
+        code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

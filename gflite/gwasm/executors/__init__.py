@@ -1,0 +1,27 @@
+"""Execution backends. Dask is imported only when the cluster executor is chosen."""
+from __future__ import annotations
+
+import os
+
+from gflite.gwasm.executors.base import Executor, Provider
+
+__all__ = ["Executor", "Provider", "make_executor", "default_workers"]
+
+
+def default_workers() -> int:
+    """All cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def make_executor(*, workers: int | None = None, cluster: str | None = None) -> Executor:
+    """The local executor (all cores), or the Dask one when a scheduler address is given."""
+    if cluster:
+        from gflite.gwasm.executors.dask import DaskExecutor
+
+        return DaskExecutor.from_env(cluster)
+    from gflite.gwasm.executors.local import LocalExecutor
+
+    return LocalExecutor(workers or default_workers())

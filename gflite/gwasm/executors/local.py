@@ -1,0 +1,599 @@
+"""Run subtasks on this machine: N long-lived worker processes, one guest at a time each.
+
+Why processes: a guest in an infinite loop cannot be interrupted from inside
+without epoch or fuel checks compiled into it (they slow flite down by up to
+85 % and 180 %), but a process can always be killed. Each worker loads a program once
+(from the compiled-module cache) and runs the subtasks sent over its pipe.
+A dispatcher thread in the parent
+
+- writes each attempt's inputs into a fresh private directory (so it knows
+  where to look and what to clean up), removed when the attempt ends,
+- enforces the per-subtask wall-time limit by SIGKILLing the worker,
+- polls the attempt's directory and kills a worker whose guest writes more than
+  the output limit (inside the worker RLIMIT_FSIZE caps each single file too),
+- replaces a dead worker only when there is work for it.
+
+Workers start lazily, min(workers, pending), so a one-subtask job starts one.
+They are forked from the parent when that is safe (no other threads exist, so
+no lock can be held by a thread that will not exist in the child); otherwise
+a fresh interpreter is started. The parent never imports wasmtime.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import select
+import signal
+import struct
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from gflite.gwasm import sandbox
+from gflite.gwasm.executors.base import Executor, Provider
+from gflite.gwasm.subtask import Limits, Program, Subtask, SubtaskResult
+
+# Time a worker may spend loading (at worst compiling) a program before the
+# subtask's own time limit starts counting.
+LOAD_GRACE = 300.0
+
+_HEADER = struct.Struct("!Q")
+
+# The dispatcher threads alive in this process: the only threads that may exist
+# when we fork (they hold no lock a child needs).
+_dispatchers: set[threading.Thread] = set()
+_dispatchers_lock = threading.Lock()
+
+
+# --- the pipe protocol: 8-byte length, then a pickle ------------------------
+
+
+def _send(fd: int, obj: object) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_HEADER.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(fd, min(n - len(buf), 1 << 20))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def _recv(fd: int) -> object | None:
+    """The next message, or None if the other end is gone."""
+    try:
+        header = _read_exact(fd, _HEADER.size)
+        if header is None:
+            return None
+        data = _read_exact(fd, _HEADER.unpack(header)[0])
+    except OSError:
+        return None
+    return None if data is None else pickle.loads(data)
+
+
+# --- the worker side ---------------------------------------------------------
+
+
+def _harden(parent_pid: int) -> None:
+    """Set up a worker: deaf to the terminal's Ctrl-C (the parent decides), dies
+    with its parent, no core files, EFBIG instead of SIGXFSZ."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(0)
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+@contextlib.contextmanager
+def _file_size_limit(limit: int):  # type: ignore[no-untyped-def]
+    """Cap every file this process writes at ``limit + 1`` bytes while the guest runs."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        want = limit + 1 if hard == resource.RLIM_INFINITY else min(limit + 1, hard)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (want, hard))
+    except (ImportError, ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def _worker_loop(job_fd: int, result_fd: int, parent_pid: int) -> None:
+    _harden(parent_pid)
+    while True:
+        job = _recv(job_fd)
+        if job is None:
+            return
+        program, subtask, limits, workdir, provider = job  # type: ignore[misc]
+        try:
+            # Load before the file-size cap: a cache miss writes the compiled module.
+            with contextlib.suppress(Exception):
+                sandbox.load_module(program)
+            _send(result_fd, ("started", None))
+            with _file_size_limit(limits.output_bytes):
+                result = sandbox.execute(program, subtask, limits, Path(workdir), provider=provider)
+        except BrokenPipeError:
+            return
+        except Exception as exc:  # a bug here must not look like a hung worker
+            result = SubtaskResult(
+                index=subtask.index,
+                name=subtask.name,
+                ok=False,
+                reason=f"worker error: {type(exc).__name__}: {exc}",
+                provider=provider,
+            )
+        try:
+            _send(result_fd, ("result", result))
+        except BrokenPipeError:
+            return
+
+
+def _worker_entry(argv: list[str]) -> None:
+    """Entry point of a worker started as a fresh interpreter."""
+    code = 0
+    try:
+        _worker_loop(int(argv[0]), int(argv[1]), int(argv[2]))
+    except BaseException:
+        code = 70
+    finally:
+        os._exit(code)
+
+
+# --- the parent side ---------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    pid: int
+    job_fd: int
+    result_fd: int
+    proc: object | None = None  # subprocess.Popen when started as a fresh interpreter
+
+    def _close(self, which: str) -> None:
+        # Each fd is closed once: a second close could hit a reused number.
+        fd = getattr(self, which)
+        if fd >= 0:
+            setattr(self, which, -1)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _exited(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is not None  # type: ignore[attr-defined]
+        try:
+            return os.waitpid(self.pid, os.WNOHANG)[0] != 0
+        except ChildProcessError:
+            return True
+
+    def kill(self) -> None:
+        # The worker is our child and not yet reaped, so the pid cannot have been reused.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        self._close("job_fd")
+        self._close("result_fd")
+        if self.proc is not None:
+            self.proc.wait()  # type: ignore[attr-defined]
+        else:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+
+    def stop(self) -> None:
+        """Ask an idle worker to exit (EOF on its job pipe); kill it if it lingers."""
+        self._close("job_fd")
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            if self._exited():
+                self._close("result_fd")
+                return
+            time.sleep(0.005)
+        self.kill()
+
+
+def _fork_is_safe() -> bool:
+    """True if this process has no threads besides the main one and our dispatchers.
+
+    Counted by the kernel, so native threads (wasmtime's I/O runtime after an
+    in-process guest run, Dask, tqdm's monitor) count too."""
+    if sys.platform != "linux":
+        return False
+    try:
+        threads = len(os.listdir("/proc/self/task"))
+    except OSError:
+        return False
+    with _dispatchers_lock:
+        ours = sum(1 for t in _dispatchers if t.is_alive())
+    return threads <= 1 + ours
+
+
+def _close_fds_except(keep: set[int]) -> None:
+    low = 3
+    for fd in sorted(keep):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, max(os.sysconf("SC_OPEN_MAX"), low + 1) if hasattr(os, "sysconf") else 65536)
+
+
+def _fork_worker() -> _Worker:
+    parent = os.getpid()
+    job_r, job_w = os.pipe()
+    result_r, result_w = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "multi-threaded fork"
+        pid = os.fork()
+    if pid == 0:  # the worker; it never returns into the parent's code
+        code = 0
+        try:
+            _close_fds_except({job_r, result_w})
+            null = os.open(os.devnull, os.O_RDWR)
+            for std in (0, 1, 2):
+                os.dup2(null, std)
+            _worker_loop(job_r, result_w, parent)
+        except BaseException:
+            code = 70
+        finally:
+            os._exit(code)
+    os.close(job_r)
+    os.close(result_w)
+    return _Worker(pid=pid, job_fd=job_w, result_fd=result_r)
+
+
+def _exec_worker() -> _Worker:
+    import subprocess
+
+    import gflite
+
+    job_r, job_w = os.pipe()
+    result_r, result_w = os.pipe()
+    env = dict(os.environ)
+    # Make the worker import this same gflite, installed or not.
+    root = str(Path(gflite.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    code = "import sys; from gflite.gwasm.executors.local import _worker_entry; _worker_entry(sys.argv[1:])"
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(job_r), str(result_w), str(os.getpid())],
+            pass_fds=(job_r, result_w),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+    finally:
+        os.close(job_r)
+        os.close(result_w)
+    return _Worker(pid=proc.pid, job_fd=job_w, result_fd=result_r, proc=proc)
+
+
+class _LocalFuture(Future):  # type: ignore[type-arg]
+    """A Future whose cancel() also stops a running attempt (by killing its worker)."""
+
+    def __init__(self, executor: LocalExecutor) -> None:
+        super().__init__()
+        self._executor = executor
+
+    def cancel(self) -> bool:
+        if super().cancel():
+            return True
+        self._executor._abort(self)
+        return False
+
+
+@dataclass
+class _Attempt:
+    program: Program
+    subtask: Subtask
+    limits: Limits
+    slot: int | None  # pinned provider slot, or None for any
+    future: _LocalFuture
+    workdir: Path | None = None
+    baseline: int = 0
+    started: float = 0.0
+    deadline: float = 0.0
+    abort: bool = False
+
+
+@dataclass
+class _Slot:
+    index: int
+    worker: _Worker | None = None
+    attempt: _Attempt | None = None
+
+    @property
+    def provider(self) -> str:
+        return f"local-{self.index}"
+
+
+def _seconds(s: float) -> str:
+    return f"{s:g} s"
+
+
+class LocalExecutor(Executor):
+    """Runs attempts in up to ``workers`` local worker processes (default: all cores).
+
+    Providers are the worker slots ``local-0`` .. ``local-{N-1}``; pinning an
+    attempt to one runs it in that slot's process.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        poll_interval: float = 0.05,
+        start_method: str | None = None,
+    ) -> None:
+        n = workers if workers is not None else (os.cpu_count() or 1)
+        if n < 1:
+            raise ValueError("workers must be at least 1")
+        if start_method not in (None, "fork", "exec"):
+            raise ValueError(f"unknown start method {start_method!r}")
+        self.workers = n
+        self.poll_interval = poll_interval
+        self.start_method = start_method
+        self.spawned = 0  # worker processes started so far, for tests and diagnostics
+        self.start_methods: list[str] = []  # how each was started: "fork" or "exec"
+        self._slots = [_Slot(i) for i in range(n)]
+        self._queue: deque[_Attempt] = deque()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._crash: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    # -- Executor API
+
+    def providers(self) -> tuple[Provider, ...]:
+        return tuple(Provider(slot.provider) for slot in self._slots)
+
+    def submit(
+        self, program: Program, subtask: Subtask, limits: Limits, provider: str | None = None
+    ) -> Future[SubtaskResult]:
+        pinned = None
+        if provider is not None:
+            names = [slot.provider for slot in self._slots]
+            if provider not in names:
+                raise ValueError(f"unknown provider {provider!r}; have {', '.join(names)}")
+            pinned = names.index(provider)
+        future = _LocalFuture(self)
+        attempt = _Attempt(program, subtask, limits, pinned, future)
+        future._attempt = attempt  # type: ignore[attr-defined]
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("executor is closed")
+            if self._crash is not None:
+                raise RuntimeError(f"local executor failed: {self._crash}")
+            self._queue.append(attempt)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._dispatch, name="gwasm-local-dispatcher", daemon=True)
+                with _dispatchers_lock:
+                    _dispatchers.add(self._thread)
+                self._thread.start()
+        self._wake()
+        return future
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed and self._wake_w < 0:
+                return
+            self._closed = True
+            thread = self._thread
+        self._wake()
+        if thread is not None:
+            thread.join()
+        with self._lock:
+            fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    # -- called from other threads
+
+    def _wake(self) -> None:
+        with self._lock:  # never write to a closed (possibly reused) fd number
+            if self._wake_w >= 0:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.write(self._wake_w, b"!")
+
+    def _abort(self, future: _LocalFuture) -> None:
+        with self._lock:
+            attempt = getattr(future, "_attempt", None)
+            if attempt is not None and not future.done():
+                attempt.abort = True
+        self._wake()
+
+    # -- the dispatcher thread
+
+    def _dispatch(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if self._closed:
+                        break
+                    starts = self._assign()
+                for slot, attempt in starts:
+                    self._start(slot, attempt)
+                self._wait()
+                self._police()
+        except BaseException as exc:  # never leave callers waiting on futures forever
+            self._crash = exc
+        finally:
+            self._shutdown()
+            with _dispatchers_lock:
+                _dispatchers.discard(threading.current_thread())
+
+    def _assign(self) -> list[tuple[_Slot, _Attempt]]:
+        """Match queued attempts to free slots, warm workers first. Holds the lock."""
+        starts = []
+        free = sorted((s for s in self._slots if s.attempt is None), key=lambda s: (s.worker is None, s.index))
+        for slot in free:
+            for attempt in list(self._queue):
+                if attempt.slot not in (None, slot.index):
+                    continue
+                self._queue.remove(attempt)
+                if attempt.future.set_running_or_notify_cancel():
+                    slot.attempt = attempt
+                    starts.append((slot, attempt))
+                    break
+        return starts
+
+    def _start(self, slot: _Slot, attempt: _Attempt) -> None:
+        now = time.monotonic()
+        attempt.started = now
+        attempt.deadline = now + LOAD_GRACE + attempt.limits.subtask_timeout
+        try:
+            # One private directory per attempt, removed when it ends: a killed
+            # executor leaves at most the attempts it was running.
+            workdir = attempt.workdir = Path(tempfile.mkdtemp(prefix="gwasm-attempt-"))
+            attempt.baseline = sandbox.materialise(attempt.subtask, workdir)
+        except ValueError as exc:
+            self._finish(slot, self._failure(slot, attempt, f"bad input: {exc}"))
+            return
+        except OSError as exc:
+            self._finish(slot, self._failure(slot, attempt, f"cannot prepare the subtask's directory: {exc}"))
+            return
+        job = (
+            attempt.program,
+            replace(attempt.subtask, inputs=()),  # they are on disk already
+            attempt.limits,
+            str(workdir),
+            slot.provider,
+        )
+        for _ in range(2):  # an idle worker may have died; replace it once
+            try:
+                if slot.worker is None:
+                    slot.worker = self._spawn()
+                _send(slot.worker.job_fd, job)
+                return
+            except OSError as exc:
+                if slot.worker is not None:
+                    slot.worker.kill()
+                    slot.worker = None
+                error = exc
+        self._finish(slot, self._failure(slot, attempt, f"cannot start a worker process: {error}"))
+
+    def _spawn(self) -> _Worker:
+        method = self.start_method or ("fork" if _fork_is_safe() else "exec")
+        worker = _fork_worker() if method == "fork" else _exec_worker()
+        self.spawned += 1
+        self.start_methods.append(method)
+        return worker
+
+    def _wait(self) -> None:
+        """Sleep until a worker reports, the dispatcher is woken, or it is time to police."""
+        busy = {s.worker.result_fd: s for s in self._slots if s.attempt is not None and s.worker is not None}
+        timeout = None
+        if busy:
+            nearest = min(s.attempt.deadline for s in busy.values())  # type: ignore[union-attr]
+            timeout = max(0.0, min(self.poll_interval, nearest - time.monotonic()))
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        for fd in busy:
+            poller.register(fd, select.POLLIN)
+        events = poller.poll(None if timeout is None else timeout * 1000)
+        for fd, _ in events:
+            if fd == self._wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self._wake_r, 4096):
+                        pass
+                continue
+            slot = busy[fd]
+            message = _recv(fd)
+            attempt = slot.attempt
+            assert attempt is not None
+            if message is None:
+                self._kill(slot)
+                self._finish(slot, self._failure(slot, attempt, "worker process died unexpectedly"))
+            elif message[0] == "started":  # type: ignore[index]
+                attempt.deadline = time.monotonic() + attempt.limits.subtask_timeout
+            else:
+                self._finish(slot, message[1])  # type: ignore[index]
+
+    def _police(self) -> None:
+        """Kill attempts that were cancelled, ran out of time or write too much."""
+        now = time.monotonic()
+        for slot in self._slots:
+            attempt = slot.attempt
+            if attempt is None or slot.worker is None:
+                continue
+            if attempt.abort:
+                reason = "cancelled"
+            elif now > attempt.deadline:
+                reason = f"timeout: subtask time limit of {_seconds(attempt.limits.subtask_timeout)} exceeded"
+            elif sandbox.dir_size(attempt.workdir) - attempt.baseline > attempt.limits.output_bytes:  # type: ignore[arg-type]
+                reason = sandbox.output_limit_reason(attempt.limits)
+            else:
+                continue
+            self._kill(slot)
+            self._finish(slot, self._failure(slot, attempt, reason))
+
+    def _kill(self, slot: _Slot) -> None:
+        if slot.worker is not None:
+            slot.worker.kill()
+            slot.worker = None
+
+    @staticmethod
+    def _failure(slot: _Slot, attempt: _Attempt, reason: str) -> SubtaskResult:
+        return SubtaskResult(
+            index=attempt.subtask.index,
+            name=attempt.subtask.name,
+            ok=False,
+            reason=reason,
+            provider=slot.provider,
+            seconds=time.monotonic() - attempt.started,
+        )
+
+    def _finish(self, slot: _Slot, result: SubtaskResult) -> None:
+        attempt = slot.attempt
+        slot.attempt = None
+        if attempt is None:
+            return
+        if attempt.workdir is not None:
+            sandbox.remove_tree(attempt.workdir)
+        if not attempt.future.done():
+            attempt.future.set_result(result)
+
+    def _shutdown(self) -> None:
+        for slot in self._slots:
+            if slot.attempt is not None:
+                attempt = slot.attempt
+                self._kill(slot)
+                self._finish(slot, self._failure(slot, attempt, "cancelled: executor closed"))
+            elif slot.worker is not None:
+                slot.worker.stop()
+                slot.worker = None
+        with self._lock:
+            queued = list(self._queue)
+            self._queue.clear()
+        for attempt in queued:
+            if self._crash is None:
+                attempt.future.cancel()
+            elif not attempt.future.done():
+                attempt.future.set_exception(RuntimeError(f"local executor failed: {self._crash}"))

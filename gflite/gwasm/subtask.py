@@ -1,0 +1,108 @@
+"""The values the engine's stages pass: a program, its subtasks, limits and results.
+
+All are small frozen dataclasses carrying an index (the subtask's place in the
+task) and content hashes, so ordering, caching and verification never depend
+on which provider finished first.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Program:
+    """A WASI command module, identified by the sha256 of its bytes.
+
+    ``nan_canonicalization`` (on by default) makes NaN bit patterns the same on
+    every CPU. It costs up to 4x on float-heavy code (flite's clustergen
+    voices), so a program whose outputs provably cannot depend on NaN payloads
+    may turn it off; it is part of every result's cache key.
+    """
+
+    path: Path
+    sha256: str
+    nan_canonicalization: bool = True
+
+    @property
+    def config_id(self) -> str:
+        return "nan-canonical" if self.nan_canonicalization else "nan-native"
+
+    @classmethod
+    def from_path(cls, path: Path | str, *, nan_canonicalization: bool = True) -> Program:
+        p = Path(path)
+        h = hashlib.sha256()
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return cls(path=p, sha256=h.hexdigest(), nan_canonicalization=nan_canonicalization)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one guest may use. Exceeding any of them fails only that subtask."""
+
+    memory_bytes: int = 1 << 30
+    subtask_timeout: float = 600.0
+    output_bytes: int = 1 << 30
+    stdio_bytes: int = 64 << 10
+
+
+@dataclass(frozen=True)
+class Subtask:
+    """One independent unit of work: argv for the guest plus the files it starts with.
+
+    ``inputs`` are (relative path, bytes) pairs materialised into the guest's
+    private working directory; ``outputs`` are the relative paths collected
+    afterwards. ``digest`` covers everything that determines the result except
+    the program, which callers combine via :meth:`key`.
+    """
+
+    index: int
+    name: str
+    args: tuple[str, ...]
+    inputs: tuple[tuple[str, bytes], ...]
+    outputs: tuple[str, ...]
+    digest: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.digest:
+            h = hashlib.sha256()
+            h.update(json.dumps([list(self.args), list(self.outputs)]).encode())
+            for rel, data in sorted(self.inputs):
+                h.update(rel.encode() + b"\0" + sha256_bytes(data).encode())
+            object.__setattr__(self, "digest", h.hexdigest())
+
+    def key(self, program: Program) -> str:
+        """Content address of this subtask's result: same key, same bytes."""
+        return sha256_bytes(f"{program.sha256}:{program.config_id}:{self.digest}".encode())
+
+
+@dataclass(frozen=True)
+class SubtaskResult:
+    """The outcome of one attempt of one subtask on one provider."""
+
+    index: int
+    name: str
+    ok: bool
+    outputs: tuple[tuple[str, bytes], ...] = ()
+    reason: str = ""
+    exit_code: int | None = None
+    stdout: bytes = b""
+    stderr: bytes = b""
+    provider: str = "local"
+    seconds: float = 0.0
+    digest: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.digest and self.ok:
+            h = hashlib.sha256()
+            for rel, data in self.outputs:
+                h.update(rel.encode() + b"\0" + sha256_bytes(data).encode())
+            object.__setattr__(self, "digest", h.hexdigest())

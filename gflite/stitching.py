@@ -1,0 +1,467 @@
+"""Stitch the ordered WAV pieces of a book into one audio file, as they arrive.
+
+A 9-hour book is about 1 GB of 16 kHz PCM, so nothing here holds more than
+one piece: samples go straight to disk (or stdout, or an ffmpeg encoder).
+Files are written to a temporary name in the target's directory and renamed
+only when complete, so an error or Ctrl-C leaves neither a half-written file
+nor the temporary one.
+
+Usage::
+
+    with open_output("book.wav") as out:   # fails early: bad dir, format, no ffmpeg
+        for wav in pieces:                  # flite's RIFF bytes, in order
+            out.add(wav)
+            show(out.seconds)
+    # leaving the block without an exception publishes book.wav
+
+Targets: ``*.wav`` (PCM, 4 GiB limit of the format), ``-`` (WAV streamed to
+stdout; sizes 0xFFFFFFFF while unknown, as ffmpeg writes to pipes, patched at
+the end if stdout turns out to be a seekable file), and ``*.mp3``, ``*.ogg``,
+``*.flac`` (raw PCM piped into ffmpeg, found through pydub).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Callable, Iterable
+
+from gflite.errors import OutputError
+
+# RIFF sizes are 32-bit: the whole file minus 8 bytes must fit.
+MAX_WAV_DATA_BYTES = 0xFFFFFFFF - 36
+_UNKNOWN = 0xFFFFFFFF  # "length unknown", what ffmpeg writes to a pipe
+_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")  # canonical 44-byte PCM header
+
+# ffmpeg muxer and encoder arguments per extension. Speech is mono and narrow
+# band, so modest quality settings are transparent.
+ENCODERS: dict[str, tuple[str, ...]] = {
+    "mp3": ("-f", "mp3", "-c:a", "libmp3lame", "-q:a", "4"),
+    "ogg": ("-f", "ogg", "-c:a", "libvorbis", "-q:a", "4"),
+    "flac": ("-f", "flac", "-c:a", "flac"),
+}
+FORMATS = ("wav", *ENCODERS)
+
+
+@dataclass(frozen=True)
+class WavFormat:
+    sample_rate: int
+    channels: int = 1
+    sample_width: int = 2  # bytes per sample
+
+    @property
+    def block_align(self) -> int:
+        return self.channels * self.sample_width
+
+    @property
+    def byte_rate(self) -> int:
+        return self.sample_rate * self.block_align
+
+    def describe(self) -> str:
+        return f"{self.sample_rate} Hz, {self.channels} channel(s), {8 * self.sample_width}-bit"
+
+
+def parse_wav(data: bytes | bytearray | memoryview, *, name: str = "piece") -> tuple[WavFormat, memoryview]:
+    """The format and PCM samples of a RIFF/WAVE file (zero-copy view).
+
+    Walks the chunks to find ``fmt `` and ``data`` rather than assuming a
+    44-byte header. The header's byte rate is not checked: flite writes a
+    stale one when it appends utterances (e.g. 32000 for 8 kHz kal).
+    """
+    mv = memoryview(data).cast("B")
+    if len(mv) < 12 or mv[0:4] != b"RIFF" or mv[8:12] != b"WAVE":
+        raise OutputError(f"{name} is not a WAV file (no RIFF/WAVE header)")
+    pos, fmt = 12, None
+    while pos + 8 <= len(mv):
+        cid, size = bytes(mv[pos : pos + 4]), struct.unpack_from("<I", mv, pos + 4)[0]
+        body = pos + 8
+        if cid == b"fmt ":
+            fmt = _parse_fmt(mv[body : body + size], name)
+        elif cid == b"data":
+            if fmt is None:
+                raise OutputError(f"{name}: WAV data comes before its format chunk")
+            avail = len(mv) - body
+            if size == _UNKNOWN:  # a streamed WAV: the data runs to the end
+                size = avail - avail % fmt.block_align
+            if size > avail:
+                raise OutputError(f"{name}: WAV data is truncated ({avail} of {size} bytes)")
+            if size % fmt.block_align:
+                raise OutputError(f"{name}: WAV data is not a whole number of samples")
+            return fmt, mv[body : body + size]
+        pos = body + size + (size & 1)
+    raise OutputError(f"{name}: WAV file has no {'data' if fmt else 'fmt'} chunk")
+
+
+def _parse_fmt(body: memoryview, name: str) -> WavFormat:
+    if len(body) < 16:
+        raise OutputError(f"{name}: WAV format chunk is too short")
+    tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", body)
+    if tag == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: real tag in the GUID
+        tag = struct.unpack_from("<H", body, 24)[0]
+    if tag != 1 or bits != 16 or channels < 1 or rate < 1:
+        raise OutputError(
+            f"{name}: unsupported WAV format (tag {tag}, {bits}-bit, {channels} channel(s), "
+            f"{rate} Hz); expected 16-bit PCM"
+        )
+    return WavFormat(sample_rate=rate, channels=channels, sample_width=2)
+
+
+def wav_header(fmt: WavFormat, data_bytes: int) -> bytes:
+    riff = _UNKNOWN if data_bytes == _UNKNOWN else 36 + data_bytes
+    return _HEADER.pack(
+        b"RIFF", riff, b"WAVE", b"fmt ", 16, 1, fmt.channels, fmt.sample_rate,
+        fmt.byte_rate, fmt.block_align, 8 * fmt.sample_width, b"data", data_bytes,
+    )
+
+
+def output_format(target: str | os.PathLike[str]) -> str:
+    """``"wav"``, ``"mp3"``, ``"ogg"`` or ``"flac"`` for a target path (``-`` is WAV)."""
+    if str(target) == "-":
+        return "wav"
+    ext = Path(target).suffix.lower().lstrip(".")
+    if ext not in FORMATS:
+        shown = f'".{ext}"' if ext else "(no extension)"
+        raise OutputError(
+            f"unknown output format {shown} for {target}: use .wav, .mp3, .ogg, .flac or - for stdout"
+        )
+    return ext
+
+
+def find_ffmpeg() -> str:
+    """The ffmpeg (or avconv) executable pydub would use; OutputError if none."""
+    with warnings.catch_warnings():
+        # pydub warns about audioop's deprecation on import, and guesses "ffmpeg"
+        # with a warning when it finds none; we report that ourselves.
+        warnings.simplefilter("ignore")
+        from pydub.utils import get_encoder_name  # lazy: only encoded outputs need it
+
+        name = get_encoder_name()
+    path = shutil.which(name)
+    if not path:
+        raise OutputError(
+            "writing .mp3, .ogg or .flac needs ffmpeg, which is not installed "
+            "(apt-get install ffmpeg), or write .wav"
+        )
+    return path
+
+
+def open_output(
+    target: str | os.PathLike[str],
+    *,
+    stdout: BinaryIO | None = None,
+    default_rate: int = 16000,
+) -> AudioWriter:
+    """Open ``target`` for writing now (so bad paths fail before any synthesis).
+
+    ``default_rate`` is used only if no piece carries audio.
+    """
+    kind = output_format(target)
+    if str(target) == "-":
+        return WavStreamWriter(stdout if stdout is not None else sys.stdout.buffer, default_rate)
+    if kind == "wav":
+        return WavFileWriter(Path(target), default_rate)
+    return EncodedWriter(Path(target), kind, default_rate)
+
+
+def stitch(
+    pieces: Iterable[bytes],
+    target: str | os.PathLike[str],
+    *,
+    stdout: BinaryIO | None = None,
+    on_piece: Callable[[AudioWriter], None] | None = None,
+) -> float:
+    """Write ``pieces`` (WAV bytes, in order) to ``target``; returns seconds of audio."""
+    with open_output(target, stdout=stdout) as out:
+        for wav in pieces:
+            out.add(wav)
+            if on_piece is not None:
+                on_piece(out)
+    return out.seconds
+
+
+class AudioWriter:
+    """Takes WAV pieces in order; ``close()`` publishes, ``abort()`` leaves nothing."""
+
+    def __init__(self, default_rate: int) -> None:
+        self.format: WavFormat | None = None
+        self.samples = 0  # sample frames written
+        self.pieces = 0
+        self._default = WavFormat(default_rate)
+        self._done = False
+
+    @property
+    def seconds(self) -> float:
+        """Audio written so far, in seconds."""
+        return self.samples / self.format.sample_rate if self.format else 0.0
+
+    @property
+    def data_bytes(self) -> int:
+        return self.samples * (self.format.block_align if self.format else 2)
+
+    def add(self, wav: bytes | bytearray | memoryview) -> float:
+        """Append one piece's samples; returns the seconds it added."""
+        if self._done:
+            raise OutputError("output is already closed")
+        fmt, pcm = parse_wav(wav, name=f"audio piece {self.pieces + 1}")
+        self.pieces += 1
+        if not len(pcm):
+            return 0.0  # flite's empty wave claims 16 kHz whatever the voice: ignore it
+        if self.format is None:
+            self.format = fmt
+            self._start(fmt)
+        elif fmt != self.format:
+            raise OutputError(
+                f"audio piece {self.pieces} is {fmt.describe()}, "
+                f"but earlier pieces are {self.format.describe()}"
+            )
+        self._write(pcm)
+        frames = len(pcm) // fmt.block_align
+        self.samples += frames
+        return frames / fmt.sample_rate
+
+    def close(self) -> None:
+        """Finish the file and publish it under its real name."""
+        if self._done:
+            return
+        if self.format is None:
+            self.format = self._default
+            self._start(self.format)
+        try:
+            self._finish()
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+
+    def abort(self) -> None:
+        """Drop everything written; safe to call more than once."""
+        if not self._done:
+            self._done = True
+            self._discard()
+
+    def __enter__(self) -> AudioWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    # Subclasses: _start once the format is known, _write samples, _finish, _discard.
+    def _start(self, fmt: WavFormat) -> None:
+        raise NotImplementedError
+
+    def _write(self, pcm: memoryview) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+    def _discard(self) -> None:
+        raise NotImplementedError
+
+
+class _TempFileOutput:
+    """A temporary file beside ``target``, renamed onto it when complete."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        parent = target.parent
+        if target.is_dir():
+            raise OutputError(f"output {target} is a directory")
+        if not parent.is_dir():
+            raise OutputError(f"output directory does not exist: {parent}")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".part")
+        except OSError as e:
+            raise OutputError(f"cannot write to {parent}: {e.strerror or e}") from None
+        self.tmp = Path(tmp)
+        self.file = os.fdopen(fd, "w+b")
+
+    def publish(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp made it private
+        try:
+            os.replace(self.tmp, self.target)
+        except OSError as e:
+            raise OutputError(f"cannot write {self.target}: {e.strerror or e}") from None
+
+    def discard(self) -> None:
+        try:
+            self.file.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+class WavFileWriter(AudioWriter):
+    """PCM WAV on disk: placeholder header, samples, then the real sizes."""
+
+    def __init__(self, target: Path, default_rate: int = 16000) -> None:
+        super().__init__(default_rate)
+        self._out = _TempFileOutput(target)
+        self._out.file.write(bytes(_HEADER.size))
+
+    @property
+    def target(self) -> Path:
+        return self._out.target
+
+    def _start(self, fmt: WavFormat) -> None:
+        pass
+
+    def _write(self, pcm: memoryview) -> None:
+        if self.data_bytes + len(pcm) > MAX_WAV_DATA_BYTES:
+            raise OutputError(
+                f"{self.target}: audio exceeds the 4 GiB limit of WAV files "
+                f"(after {self.seconds / 3600:.1f} hours); write .flac, .ogg or .mp3 instead"
+            )
+        try:
+            self._out.file.write(pcm)
+        except OSError as e:
+            raise OutputError(f"cannot write {self.target}: {e.strerror or e}") from None
+
+    def _finish(self) -> None:
+        assert self.format is not None
+        f = self._out.file
+        try:
+            f.seek(0)
+            f.write(wav_header(self.format, self.data_bytes))
+        except OSError as e:
+            raise OutputError(f"cannot write {self.target}: {e.strerror or e}") from None
+        self._out.publish()
+
+    def _discard(self) -> None:
+        self._out.discard()
+
+
+class WavStreamWriter(AudioWriter):
+    """WAV to a stream (stdout) that may not seek: header first, sizes unknown.
+
+    Readers (ffmpeg, sox, aplay) take 0xFFFFFFFF sizes as "read to the end".
+    If the stream can seek after all (stdout redirected to a file), the real
+    sizes are patched in at the end. There is no size limit: past 4 GiB the
+    header just keeps saying "unknown".
+    """
+
+    def __init__(self, stream: BinaryIO, default_rate: int = 16000) -> None:
+        super().__init__(default_rate)
+        self.stream = stream
+        self._origin: int | None = None
+
+    def _start(self, fmt: WavFormat) -> None:
+        try:
+            if self.stream.seekable():
+                self._origin = self.stream.tell()
+        except OSError:
+            self._origin = None
+        self._send(wav_header(fmt, _UNKNOWN))
+
+    def _write(self, pcm: memoryview) -> None:
+        self._send(pcm)
+
+    def _send(self, data: bytes | memoryview) -> None:
+        try:
+            self.stream.write(data)
+        except BrokenPipeError:
+            raise OutputError("the program reading gflite's output closed the pipe") from None
+        except OSError as e:
+            raise OutputError(f"cannot write to stdout: {e.strerror or e}") from None
+
+    def _finish(self) -> None:
+        assert self.format is not None
+        try:
+            if self._origin is not None and self.data_bytes <= MAX_WAV_DATA_BYTES:
+                end = self.stream.tell()
+                self.stream.seek(self._origin)
+                self.stream.write(wav_header(self.format, self.data_bytes))
+                self.stream.seek(end)
+            self.stream.flush()
+        except BrokenPipeError:
+            raise OutputError("the program reading gflite's output closed the pipe") from None
+        except OSError as e:
+            raise OutputError(f"cannot write to stdout: {e.strerror or e}") from None
+
+    def _discard(self) -> None:
+        try:
+            self.stream.flush()  # what was sent is sent; stop cleanly
+        except OSError:
+            pass
+
+
+class EncodedWriter(AudioWriter):
+    """Raw PCM piped into ffmpeg, which encodes to a temporary file beside the target."""
+
+    def __init__(self, target: Path, kind: str, default_rate: int = 16000) -> None:
+        super().__init__(default_rate)
+        self.kind = kind
+        self.ffmpeg = find_ffmpeg()
+        self._out = _TempFileOutput(target)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()
+
+    @property
+    def target(self) -> Path:
+        return self._out.target
+
+    def _start(self, fmt: WavFormat) -> None:
+        cmd = [
+            self.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "s16le", "-ar", str(fmt.sample_rate), "-ac", str(fmt.channels), "-i", "pipe:0",
+            *ENCODERS[self.kind], str(self._out.tmp),
+        ]  # fmt: skip
+        try:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+        except OSError as e:
+            raise OutputError(f"cannot run {self.ffmpeg}: {e.strerror or e}") from None
+
+    def _write(self, pcm: memoryview) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(pcm)
+        except (BrokenPipeError, OSError):
+            self._proc.wait()
+            raise OutputError(f"ffmpeg stopped while encoding {self.target}: {self._error()}") from None
+
+    def _finish(self) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        if self._proc.wait() != 0:
+            raise OutputError(f"ffmpeg could not encode {self.target}: {self._error()}")
+        self._log.close()
+        self._out.publish()
+
+    def _error(self) -> str:
+        self._log.seek(0)
+        lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
+        return lines[-1] if lines else f"exit code {self._proc.returncode if self._proc else '?'}"
+
+    def _discard(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc is not None and self._proc.stdin is not None:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+        self._log.close()
+        self._out.discard()

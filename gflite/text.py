@@ -1,0 +1,237 @@
+"""Input text: decode a book's bytes and map it to the ASCII flite can say.
+
+flite reads bytes and knows only ASCII letters, digits and punctuation; curly
+quotes, dashes, accented letters and other non-ASCII characters are either
+skipped or read out as garbage. So everything is mapped to ASCII here, once,
+and the chunker and flite both see exactly this normalised text. Line endings
+are never touched: flite's utterance breaks depend on the whitespace bytes
+(``"\\r\\n"`` is two characters of whitespace, ``"\\n"`` one), and every chunk
+must be a byte-exact substring of what a whole-file run would read.
+"""
+from __future__ import annotations
+
+import codecs
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from gflite.errors import InputError
+
+# Characters with an ASCII spelling flite pronounces sensibly. Anything not here
+# goes through NFKD (accents, ligatures, full-width forms), and is dropped only
+# if that leaves nothing ASCII.
+_ASCII_FOR: dict[str, str] = {
+    # quotes and primes
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
+    "\u2039": "'", "\u203a": "'", "\u00b4": "'", "\u02bc": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
+    "\u00ab": '"', "\u00bb": '"',
+    # dashes and hyphens (em dashes are handled with their spacing, see _dash)
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2212": "-", "\u00ad": "",
+    # spaces and invisible marks
+    "\u00a0": " ", "\u2007": " ", "\u202f": " ", "\u200b": "", "\u200c": "",
+    "\u200d": "", "\u2060": "", "\ufeff": "",
+    # line and page separators: flite's whitespace set is only " \t\n\r"
+    "\u2028": "\n", "\u2029": "\n\n", "\u0085": "\n", "\f": " ", "\v": " ",
+    # punctuation and symbols
+    "\u2026": "...", "\u2022": "*", "\u00b7": "*", "\u2027": "-",
+    "\u00d7": "x", "\u00f7": "/", "\u2044": "/",
+    "\u00a9": "(c)", "\u00ae": "(R)", "\u2122": "TM", "\u00a7": "section",
+    "\u00b0": " degrees", "\u20ac": "EUR", "\u00a3": "GBP",
+    # letters NFKD does not decompose
+    "\u00df": "ss", "\u00e6": "ae", "\u00c6": "AE", "\u0153": "oe", "\u0152": "OE",
+    "\u00f8": "o", "\u00d8": "O", "\u0142": "l", "\u0141": "L", "\u0111": "d",
+    "\u0110": "D", "\u00fe": "th", "\u00de": "Th", "\u00f0": "d", "\u00d0": "D",
+    "\u0131": "i",
+}
+
+_EM_DASHES = "\u2014\u2015\u2013\u2e3a\u2e3b"
+_NON_ASCII = re.compile(r"[^\x00-\x7f]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_WS = " \t\r\n"
+
+# A text file has at most a few stray control characters; a share above this
+# (or any NUL) means the input is not text.
+_MAX_CONTROL_SHARE = 0.02
+
+
+@dataclass(frozen=True)
+class Text:
+    """Normalised input. ``text`` is pure ASCII with the original line endings."""
+
+    text: str
+    encoding: str
+    replaced: int = 0
+    """Characters mapped to an ASCII spelling (curly quotes, dashes, accents...)."""
+    dropped: tuple[tuple[str, int], ...] = ()
+    """(character, count) for characters flite cannot say, most frequent first."""
+
+    @property
+    def dropped_count(self) -> int:
+        return sum(n for _, n in self.dropped)
+
+    @property
+    def data(self) -> bytes:
+        """The bytes flite reads."""
+        return self.text.encode("ascii")
+
+
+def read_text(path: str | Path) -> Text:
+    """Read and normalise a text file; raise InputError if it is not usable text."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"input file not found: {p}") from None
+    except IsADirectoryError:
+        raise InputError(f"input is a directory, not a text file: {p}") from None
+    except OSError as e:
+        raise InputError(f"cannot read input {p}: {e.strerror or e}") from None
+    return decode(data, name=str(p))
+
+
+def from_string(text: str, *, name: str = "text") -> Text:
+    """Normalise text already in memory (``gflite -t "..."``)."""
+    _reject_binary(text, name)
+    return _finish(text, "str", name)
+
+
+def decode(data: bytes, *, name: str = "input") -> Text:
+    """Decode bytes (BOM if present, else UTF-8, else cp1252/Latin-1) and normalise.
+
+    Raises InputError for binary data and for empty or whitespace-only text.
+    """
+    if data.startswith(codecs.BOM_UTF8):
+        text, encoding = _strict(data[3:], "utf-8", name), "utf-8-sig"
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text, encoding = _strict(data, "utf-16", name), "utf-16"
+    else:
+        if b"\0" in data:
+            raise InputError(f"{name} looks binary (it contains NUL bytes), not text")
+        try:
+            text, encoding = data.decode("utf-8"), "utf-8"
+            if text.isascii():
+                encoding = "ascii"
+        except UnicodeDecodeError:
+            text, encoding = _mostly_utf8(data), "utf-8"
+        if text is None:
+            # Not UTF-8: treat as Windows-1252, which is Latin-1 plus printable
+            # punctuation (curly quotes, dashes) in 0x80-0x9f; the five bytes
+            # cp1252 leaves undefined keep their Latin-1 meaning (C1 controls).
+            text = data.decode("latin-1").translate(_CP1252_HIGH)
+            encoding = "cp1252" if re.search(rb"[\x80-\x9f]", data) else "latin-1"
+    _reject_binary(text, name)
+    return _finish(text, encoding, name)
+
+
+def _mostly_utf8(data: bytes) -> str | None:
+    """UTF-8 with a few corrupt bytes (a bad copy-paste) stays UTF-8: the bad bytes
+    become U+FFFD, which normalise() drops and counts. None if it is not UTF-8."""
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - data.count("\ufffd".encode())
+    good = sum(1 for c in text if c >= "\x80") - bad
+    return text if good >= 4 * bad else None
+
+
+def _strict(data: bytes, encoding: str, name: str) -> str:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{name} starts with a {encoding} byte-order mark but is not valid {encoding} "
+            f"(byte offset {e.start})"
+        ) from None
+
+
+def _cp1252_high() -> dict[int, str]:
+    table = {}
+    for b in range(0x80, 0xA0):
+        try:
+            table[b] = bytes([b]).decode("cp1252")
+        except UnicodeDecodeError:
+            pass
+    return table
+
+
+_CP1252_HIGH = _cp1252_high()
+
+
+def _reject_binary(text: str, name: str) -> None:
+    if "\0" in text:
+        raise InputError(f"{name} looks binary (it contains NUL characters), not text")
+    sample = text[: 1 << 20]
+    controls = sum(1 for _ in re.finditer(r"[\x01-\x08\x0e-\x1f\x7f-\x9f]", sample))
+    if controls > max(8, _MAX_CONTROL_SHARE * len(sample)):
+        raise InputError(
+            f"{name} looks binary ({controls} control characters in {len(sample)}), not text"
+        )
+
+
+def _finish(text: str, encoding: str, name: str) -> Text:
+    text, replaced, dropped = normalise(text)
+    if not text.strip(_WS):
+        raise InputError(f"{name} is empty: there is no text to speak")
+    return Text(text=text, encoding=encoding, replaced=replaced, dropped=dropped)
+
+
+def normalise(text: str) -> tuple[str, int, tuple[tuple[str, int], ...]]:
+    """Map ``text`` to ASCII. Returns (ascii_text, replaced_count, dropped_counts).
+
+    Line endings (``\\n``, ``\\r\\n``, lone ``\\r``) and tabs pass through untouched.
+    """
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a BOM decoded as a character is an encoding mark, not text
+    if text.isascii() and not _NON_ASCII.search(text):
+        return text, 0, ()
+    replaced = 0
+    dropped: Counter[str] = Counter()
+    if any(d in text for d in _EM_DASHES):
+        text, n = _dashes(text)
+        replaced += n
+    found = Counter(_NON_ASCII.findall(text))
+    table: dict[str, str] = {}
+    for ch, n in found.items():
+        out = _ascii_for(ch)
+        table[ch] = out
+        if out or ch in _ASCII_FOR:
+            replaced += n
+        else:
+            dropped[ch] += n
+    if table:
+        text = text.translate(str.maketrans(table))
+    return text, replaced, tuple(sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _ascii_for(ch: str) -> str:
+    if ch in _ASCII_FOR:
+        return _ASCII_FOR[ch]
+    if ch < "\x80" or unicodedata.category(ch) in ("Cc", "Cf"):
+        return ""  # control and format characters: nothing to say
+    decomposed = unicodedata.normalize("NFKD", ch)
+    out = "".join(_ASCII_FOR.get(c, c) for c in decomposed if unicodedata.category(c) != "Mn")
+    if out.isascii() and out.isprintable():
+        return out
+    return ""
+
+
+def _dashes(text: str) -> tuple[str, int]:
+    """Spell dashes the way flite pauses for them.
+
+    flite pauses at a free-standing ``--`` token but reads ``a--b`` as one word,
+    so a dash between words becomes `` -- `` (spaces added only where missing).
+    An en dash with no space on either side (``1914–1918``) is a plain hyphen.
+    """
+    count = 0
+
+    def repl(m: re.Match[str]) -> str:
+        nonlocal count
+        count += 1
+        s, i = m.string, m.start()
+        before = s[i - 1] if i > 0 else " "
+        after = s[i + 1] if i + 1 < len(s) else " "
+        if m.group() == "\u2013" and before not in _WS and after not in _WS:
+            return "-"
+        return ("" if before in _WS else " ") + "--" + ("" if after in _WS else " ")
+
+    return re.sub(f"[{_EM_DASHES}]", repl, text), count

@@ -1,0 +1,211 @@
+"""Real Dask clusters on 127.0.0.1 for the slow tests.
+
+Scheduler and workers are ordinary ``dask scheduler`` / ``dask worker``
+subprocesses, each in its own session so that :meth:`Cluster.stop` can end
+exactly the process groups it started, also when a test fails.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).absolute().parent.parent
+PRELOAD = "gflite.gwasm.executors.dask"
+FAULTY_PRELOAD = str(Path(__file__).absolute().parent / "faulty_preload.py")
+START_TIMEOUT = 90.0
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_tls(directory: Path, ca_name: str = "gflite test CA") -> TLSFiles:
+    """A fresh CA and one certificate signed by it, used by scheduler, workers and client.
+
+    Made with the ``openssl`` command (it comes with ca-certificates), so the tests
+    need no extra Python package."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = TLSFiles(directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
+    ca_key, csr, ext = directory / "ca-key.pem", directory / "node.csr", directory / "node.ext"
+    ext.write_text("basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for args in (
+        ["req", "-x509", *ec, "-keyout", ca_key, "-out", files.ca, "-days", "7",
+         "-subj", f"/CN={ca_name}"],
+        ["req", *ec, "-keyout", files.key, "-out", csr, "-subj", "/CN=gflite node"],
+        ["x509", "-req", "-in", csr, "-CA", files.ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-out", files.cert, "-days", "7", "-extfile", ext],
+    ):
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+    return files
+
+
+@dataclass
+class Worker:
+    name: str
+    proc: subprocess.Popen
+    log: Path
+    address: str = ""
+
+
+class Cluster:
+    """One scheduler plus named workers; use as a context manager."""
+
+    def __init__(self, workdir: Path, tls: TLSFiles | None = None) -> None:
+        self.workdir = workdir
+        self.tls = tls
+        self.address = ""
+        self.workers: dict[str, Worker] = {}
+        self._scheduler: subprocess.Popen | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    def _tls_args(self) -> list[str]:
+        if not self.tls:
+            return []
+        return [
+            "--tls-ca-file", str(self.tls.ca),
+            "--tls-cert", str(self.tls.cert),
+            "--tls-key", str(self.tls.key),
+        ]
+
+    def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        env.pop("GFLITE_PRICE", None)
+        env.update(extra or {})
+        return env
+
+    def _spawn(self, args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+        with log.open("wb") as out:
+            return subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, cwd=self.workdir, start_new_session=True,
+            )
+
+    def start(self) -> Cluster:
+        sched_file = self.workdir / "scheduler.json"
+        protocol = ["--protocol", "tls"] if self.tls else []
+        self._scheduler = self._spawn(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+             "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file),
+             *protocol, *self._tls_args()],
+            self.workdir / "scheduler.log",
+            self._env(),
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not sched_file.exists() or not sched_file.read_text().strip().endswith("}"):
+            self._check_alive(self._scheduler, self.workdir / "scheduler.log", deadline)
+            time.sleep(0.05)
+        self.address = json.loads(sched_file.read_text())["address"]
+        return self
+
+    def add_worker(
+        self,
+        name: str,
+        *,
+        price: float | None = None,
+        nthreads: int = 1,
+        nanny: bool = False,
+        faulty: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Worker:
+        """Start a worker (not waiting for it; see :meth:`wait`).
+
+        ``faulty`` loads tests/faulty_preload.py, which corrupts every output with
+        that tag.
+        """
+        tmp = self.workdir / f"tmp-{name}"
+        tmp.mkdir(exist_ok=True)
+        # TMPDIR too: a worker killed in a test leaves its sandbox directories there.
+        extra = {"GFLITE_CACHE_DIR": str(self.workdir / f"cache-{name}"), "TMPDIR": str(tmp)}
+        if price is not None:
+            extra["GFLITE_PRICE"] = repr(price)
+        preload = ["--preload", PRELOAD]
+        if faulty is not None:
+            extra["GFLITE_TEST_FAULT"] = faulty
+            preload += ["--preload", FAULTY_PRELOAD]
+        extra.update(env or {})
+        log = self.workdir / f"worker-{name}.log"
+        proc = self._spawn(
+            [sys.executable, "-m", "distributed.cli.dask_worker", self.address,
+             "--name", name, "--nthreads", str(nthreads), "--host", "127.0.0.1",
+             "--no-dashboard", "--nanny" if nanny else "--no-nanny",
+             "--local-directory", str(self.workdir / f"scratch-{name}"),
+             *preload, *self._tls_args()],
+            log,
+            self._env(extra),
+        )
+        worker = Worker(name, proc, log)
+        self.workers[name] = worker
+        return worker
+
+    def wait(self, *names: str) -> None:
+        """Block until the named (default: all) workers registered with the scheduler."""
+        deadline = time.monotonic() + START_TIMEOUT
+        for name in names or tuple(self.workers):
+            w = self.workers[name]
+            while True:
+                text = w.log.read_text(errors="replace")
+                m = re.search(r"Start worker at:\s+(\S+)", text)
+                if m and "Registered to:" in text:
+                    w.address = m.group(1)
+                    break
+                self._check_alive(w.proc, w.log, deadline)
+                time.sleep(0.05)
+
+    def signal(self, name: str, sig: int = signal.SIGKILL) -> None:
+        os.killpg(self.workers[name].proc.pid, sig)
+
+    def _check_alive(self, proc: subprocess.Popen, log: Path, deadline: float) -> None:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[2]} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{proc.args[2]} did not start in time:\n{log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        # Workers first: a worker closing while its scheduler closes can hang in Dask.
+        self._stop([w.proc for w in self.workers.values()])
+        if self._scheduler:
+            self._stop([self._scheduler])
+
+    @staticmethod
+    def _stop(procs: list[subprocess.Popen]) -> None:
+        for p in procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGCONT)
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 5
+        for p in procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            # The whole group: nanny-started worker processes and sandbox children too.
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+
+    def __enter__(self) -> Cluster:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,50 @@
+"""Shared fixtures. Add new fixtures below; keep the existing ones' names and behaviour."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gflite.gwasm.subtask import Program
+
+WAT_DIR = Path(__file__).parent / "wat"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gflite_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test run gets its own cache (never the user's ~/.cache/gflite).
+
+    Session-wide, so flite.wasm is compiled once per run; a test that needs an
+    empty cache sets ``GFLITE_CACHE_DIR`` itself (see ``fresh_cache``)."""
+    path = tmp_path_factory.mktemp("gflite-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GFLITE_CACHE_DIR", str(path))
+        yield path
+
+
+@pytest.fixture
+def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty cache directory for this test only."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("GFLITE_CACHE_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def wat_program(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Program]:
+    """``wat_program("upper")`` compiles tests/wat/upper.wat to a .wasm file (once) and
+    returns it as a Program."""
+    import wasmtime
+
+    out = tmp_path_factory.mktemp("wasm")
+    made: dict[str, Program] = {}
+
+    def make(name: str) -> Program:
+        if name not in made:
+            path = out / f"{name}.wasm"
+            path.write_bytes(wasmtime.wat2wasm((WAT_DIR / f"{name}.wat").read_text()))
+            made[name] = Program.from_path(path)
+        return made[name]
+
+    return make

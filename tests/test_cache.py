@@ -1,0 +1,201 @@
+"""The compiled-module cache (private, checked before native code is loaded) and
+the result cache (content-addressed, verified on read)."""
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gflite.errors import GfliteError
+from gflite.gwasm import sandbox
+from gflite.gwasm.cache import ModuleCache, ResultCache, atomic_write, cache_dir
+from gflite.gwasm.subtask import Program, Subtask, SubtaskResult
+
+WatProgram = Callable[[str], Program]
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def new_cache(root: Path) -> ModuleCache:
+    return ModuleCache(sandbox.engine(), sandbox.CONFIG_ID, root)
+
+
+# --- cache_dir ---------------------------------------------------------------
+
+
+def test_cache_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("GFLITE_CACHE_DIR", str(tmp_path / "explicit"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "explicit"
+    monkeypatch.delenv("GFLITE_CACHE_DIR")
+    assert cache_dir() == tmp_path / "xdg" / "gflite"
+    monkeypatch.setenv("XDG_CACHE_HOME", "")
+    assert cache_dir() == tmp_path / "home" / ".cache" / "gflite"
+
+
+# --- ModuleCache -------------------------------------------------------------
+
+
+def test_compiles_once_then_loads_from_disk(wat_program: WatProgram, tmp_path: Path) -> None:
+    program = wat_program("upper")
+    first = new_cache(tmp_path)
+    first.load(program)
+    first.load(program)  # memoised in the process
+    assert (first.compiles, first.hits) == (1, 0)
+    path = first.path(program)
+    assert path is not None and path.is_file()
+    assert mode(tmp_path / "modules") == 0o700
+    assert mode(path) == 0o600
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".tmp-")] == []
+
+    second = new_cache(tmp_path)
+    second.load(program)
+    assert (second.compiles, second.hits) == (0, 1)
+
+
+def test_key_depends_on_program_and_config(wat_program: WatProgram, tmp_path: Path) -> None:
+    a, b = wat_program("upper"), wat_program("trap")
+    cache = new_cache(tmp_path)
+    other = ModuleCache(sandbox.engine(), sandbox.CONFIG_ID + ";other", tmp_path)
+    assert cache.key(a) != cache.key(b)
+    assert cache.key(a) != other.key(a)
+
+
+def test_writable_by_others_is_not_trusted(wat_program: WatProgram, tmp_path: Path) -> None:
+    program = wat_program("upper")
+    new_cache(tmp_path).load(program)
+    path = new_cache(tmp_path).path(program)
+    assert path is not None
+    os.chmod(path, 0o666)
+    cache = new_cache(tmp_path)
+    cache.load(program)
+    assert (cache.compiles, cache.hits) == (1, 0)  # recompiled rather than trusted
+    assert mode(path) == 0o600  # and replaced by a private file
+
+
+def test_symlinked_module_is_not_trusted(wat_program: WatProgram, tmp_path: Path) -> None:
+    program = wat_program("upper")
+    new_cache(tmp_path).load(program)
+    path = new_cache(tmp_path).path(program)
+    assert path is not None
+    elsewhere = tmp_path / "elsewhere.cwasm"
+    os.replace(path, elsewhere)
+    path.symlink_to(elsewhere)
+    cache = new_cache(tmp_path)
+    cache.load(program)
+    assert (cache.compiles, cache.hits) == (1, 0)
+    assert not path.is_symlink()
+
+
+def test_damaged_module_is_recompiled(wat_program: WatProgram, tmp_path: Path) -> None:
+    program = wat_program("upper")
+    new_cache(tmp_path).load(program)
+    path = new_cache(tmp_path).path(program)
+    assert path is not None
+    path.write_bytes(b"\x7fELF not really")
+    cache = new_cache(tmp_path)
+    cache.load(program)
+    assert (cache.compiles, cache.hits) == (1, 0)
+    assert new_cache(tmp_path).load(program) is not None
+
+
+def test_shared_root_disables_the_disk_cache(wat_program: WatProgram, tmp_path: Path) -> None:
+    root = tmp_path / "shared"
+    root.mkdir()
+    os.chmod(root, 0o777)
+    cache = new_cache(root)
+    cache.load(wat_program("upper"))
+    assert cache.compiles == 1
+    assert "writable by others" in cache.disabled_reason
+    assert not (root / "modules").exists()
+
+
+def test_loose_modules_dir_is_tightened(wat_program: WatProgram, tmp_path: Path) -> None:
+    (tmp_path / "modules").mkdir(mode=0o755)
+    os.chmod(tmp_path / "modules", 0o775)
+    new_cache(tmp_path).load(wat_program("upper"))
+    assert mode(tmp_path / "modules") == 0o700
+
+
+def test_changed_program_is_refused(tmp_path: Path, wat_program: WatProgram) -> None:
+    path = tmp_path / "p.wasm"
+    path.write_bytes(wat_program("upper").path.read_bytes())
+    program = Program.from_path(path)
+    path.write_bytes(wat_program("trap").path.read_bytes())
+    with pytest.raises(GfliteError, match="changed since its sha256 was taken"):
+        new_cache(tmp_path).load(program)
+
+
+# --- ResultCache -------------------------------------------------------------
+
+
+def subtask(index: int = 0, name: str = "s0", text: bytes = b"in") -> Subtask:
+    return Subtask(index=index, name=name, args=("in.txt", "out.txt"), inputs=(("in.txt", text),), outputs=("out.txt",))
+
+
+def ok_result(st: Subtask, data: bytes = b"OUT") -> SubtaskResult:
+    return SubtaskResult(
+        index=st.index, name=st.name, ok=True, outputs=(("out.txt", data),), exit_code=0,
+        stdout=b"so", stderr=b"se", provider="local-1", seconds=0.25,
+    )
+
+
+def test_result_round_trip(wat_program: WatProgram, tmp_path: Path) -> None:
+    program = wat_program("upper")
+    cache = ResultCache(tmp_path)
+    st = subtask()
+    assert cache.get(program, st) is None
+    stored = ok_result(st)
+    assert cache.put(program, st, stored)
+    assert cache.get(program, st) == stored
+    assert mode(tmp_path / "results") == 0o700
+
+
+def test_same_content_under_another_name_hits_and_is_renamed(wat_program: WatProgram, tmp_path: Path) -> None:
+    program = wat_program("upper")
+    cache = ResultCache(tmp_path)
+    cache.put(program, subtask(0, "s0"), ok_result(subtask(0, "s0")))
+    hit = cache.get(program, subtask(5, "renamed"))
+    assert hit is not None and (hit.index, hit.name) == (5, "renamed")
+    assert hit.outputs == (("out.txt", b"OUT"),)
+
+
+def test_different_inputs_or_program_miss(wat_program: WatProgram, tmp_path: Path) -> None:
+    cache = ResultCache(tmp_path)
+    st = subtask()
+    cache.put(wat_program("upper"), st, ok_result(st))
+    assert cache.get(wat_program("upper"), subtask(text=b"other")) is None
+    assert cache.get(wat_program("trap"), st) is None
+
+
+def test_failures_are_not_cached(wat_program: WatProgram, tmp_path: Path) -> None:
+    cache = ResultCache(tmp_path)
+    st = subtask()
+    failed = SubtaskResult(index=0, name="s0", ok=False, reason="exit code 3")
+    assert not cache.put(wat_program("upper"), st, failed)
+    assert cache.get(wat_program("upper"), st) is None
+
+
+def test_damaged_result_is_dropped(wat_program: WatProgram, tmp_path: Path) -> None:
+    program = wat_program("upper")
+    cache = ResultCache(tmp_path)
+    st = subtask()
+    cache.put(program, st, ok_result(st, b"GOOD OUTPUT"))
+    (entry,) = (tmp_path / "results").glob("*/*.result")
+    entry.write_bytes(entry.read_bytes().replace(b"GOOD", b"EVIL"))
+    assert cache.get(program, st) is None
+    assert not entry.exists()
+
+
+def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+    atomic_write(target, [b"new ", b"content"])
+    assert target.read_bytes() == b"new content"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]

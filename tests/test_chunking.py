@@ -1,0 +1,228 @@
+"""Chunking: cuts only where flite ends an utterance, proven against native flite."""
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest_chunking import ROOT, cut, flite_pcm, pieces_pcm, sample, token_soup
+from gflite import chunking
+from gflite.chunking import split, utterance_starts
+from gflite.errors import UsageError
+
+# --- flite's break rules, replayed --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, starts",
+    [
+        ("Hello. World.\n", ["World."]),
+        ("Hello world.\n", []),
+        ("Mr. Smith came.\n", []),  # short capitalised word: an abbreviation
+        ("Prof. Smith came.\n", ["Smith"]),  # four letters: not one
+        ("He met U.S. Army men.\n", []),  # ends in a capital: abbreviation
+        ("Mr.\nSmith came.\n", []),
+        ("Mr.\r\nSmith came.\n", ["Smith"]),  # two whitespace characters after the period
+        ("Mr.  Smith came.\n", ["Smith"]),
+        ("It ended. then more.\n", []),  # no capital after the period
+        ("Note: it is so.\n", ["it"]),
+        ("Why? because.\n", ["because."]),
+        ("Yahoo! is a name.\n", []),  # flite's own special case
+        ("Yahoo! Is it?\n", ["Is"]),
+        ("one\n\ntwo\n", ["two"]),  # a blank line
+        ("one\n \ntwo\n", ["two"]),
+        ("one\r\rtwo\n", []),  # lone CRs are not newlines to flite
+        ('He said. "Go on."\n', ['"Go']),  # pre-punctuation belongs to the token
+        ('Stop. " Go.\n', []),  # a lone quote is an empty token: never cut before it
+        ("Hello. World", []),  # flite drops a break-starting last token at end of file
+        ("", []),
+        ("   \n", []),
+    ],
+)
+def test_utterance_starts_follow_flite_rules(text: str, starts: list[str]) -> None:
+    got = [re.match(r"\S+", text[i:]).group() for i in utterance_starts(text)]
+    assert got == starts
+
+
+def test_500_token_limit() -> None:
+    text = "go " * 1300
+    # flite breaks when the utterance already holds 501 tokens.
+    assert utterance_starts(text) == (501 * 3, 1002 * 3)
+
+
+def test_long_text_without_punctuation_is_cut_at_the_token_limit(tmp_path) -> None:
+    words = [random.Random(3).choice(["go", "ran", "the", "big", "it"]) for _ in range(1300)]
+    text = " ".join(words) + "\n"
+    chunks = split(text, target_chars=2000)
+    assert len(chunks) == 3
+    assert pieces_pcm([c.text for c in chunks], "kal16", tmp_path) == flite_pcm(text, "kal16", tmp_path)
+
+
+# --- the chunk API --------------------------------------------------------------
+
+
+def _check_chunks(text: str, chunks: tuple[chunking.Chunk, ...]) -> None:
+    assert "".join(c.text for c in chunks) == text
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    starts = set(utterance_starts(text))
+    pos = 0
+    for c in chunks:
+        assert (c.start, c.end) == (pos, pos + len(c.text))
+        assert text[c.start : c.end] == c.text
+        assert c.sha256 == hashlib.sha256(c.text.encode()).hexdigest()
+        assert c.data == c.text.encode()
+        assert c.start == 0 or c.start in starts
+        pos = c.end
+
+
+@pytest.mark.parametrize("name", ["dialogue.txt", "long.txt"])
+@pytest.mark.parametrize("crlf", [False, True])
+@pytest.mark.parametrize("subtasks", [None, 1, 2, 3, 5, 8])
+def test_chunks_tile_the_text_at_utterance_starts(name: str, crlf: bool, subtasks: int | None) -> None:
+    text = sample(name, crlf=crlf)
+    chunks = split(text, subtasks=subtasks)
+    _check_chunks(text, chunks)
+    if subtasks:
+        assert len(chunks) == subtasks
+        sizes = [len(c.text) for c in chunks]
+        assert max(sizes) < 2 * min(sizes)
+
+
+def test_chunks_end_at_sentence_ends() -> None:
+    text = sample("long.txt")
+    chunks = split(text, subtasks=12) + split(text, target_chars=1000)
+    for c in chunks[:-1]:
+        tail = c.text.rstrip()
+        after = text[c.start + len(tail) : c.end]
+        assert tail.endswith((".", "?", "!", '."', '?"', '!"')) or after.count("\n") >= 2, tail[-40:]
+
+
+def test_default_chunks_depend_on_text_only_and_grow() -> None:
+    text = sample("long.txt")
+    chunks = split(text, target_chars=2000)
+    assert chunks == split(text, target_chars=2000)
+    sizes = [len(c.text) for c in chunks]
+    assert sizes[0] <= 2000 // 8 * 1.5  # the first chunk is small: streaming starts soon
+    assert sizes[1] > sizes[0]
+    assert all(s <= 2000 * 1.5 for s in sizes)
+
+
+def test_subtasks_beyond_the_break_points_gives_fewer_chunks() -> None:
+    text = "Hello there. Goodbye now.\n\nThe end.\n"
+    chunks = split(text, subtasks=10)
+    assert [c.text for c in chunks] == ["Hello there. ", "Goodbye now.\n\n", "The end.\n"]
+    # flite reads "One." as an abbreviation (short, capitalised), so no cut after it.
+    assert [c.text for c in split("One. Two.\n", subtasks=2)] == ["One. Two.\n"]
+
+
+def test_short_text_is_one_chunk_without_nltk() -> None:
+    code = (
+        "import sys\n"
+        "from gflite import chunking, text, stitching\n"
+        "c = chunking.split(text.from_string('Hello. How are you?').text)\n"
+        "assert len(c) == 1, c\n"
+        "assert 'nltk' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(UsageError):
+        split("Hello.", subtasks=0)
+    with pytest.raises(UsageError):
+        split("Hello.", target_chars=0)
+
+
+def test_target_chars_for_voices() -> None:
+    assert chunking.target_chars_for("kal16") > chunking.target_chars_for("kal") > chunking.target_chars_for("slt")
+    for voice in ("kal", "kal16", "awb", "rms", "slt", "unknown"):
+        assert chunking.MIN_TARGET_CHARS <= chunking.target_chars_for(voice) <= chunking.MAX_TARGET_CHARS
+
+
+def test_shipped_punkt_params_are_current() -> None:
+    subprocess.run([sys.executable, "scripts/make_punkt_params.py", "--check"], check=True, cwd=ROOT)
+    assert {"mr", "dr", "st", "mrs"} <= chunking.shipped_params().abbrev_types
+
+
+def test_punkt_keeps_abbreviations_inside_sentences() -> None:
+    text = "I saw Dr. Patel on St. Agnes Street today. She waved.\n"
+    ends = chunking.sentence_ends(text)
+    assert text.index("today.") + len("today.") in ends
+    assert text.index("Dr.") + 3 not in ends and text.index("St.") + 3 not in ends
+
+
+# --- the proof: chunks' audio equals the whole file's -------------------------
+
+ORACLE_CASES = [
+    ("dialogue.txt", False, "kal16", [None, 2, 5]),
+    ("dialogue.txt", True, "kal16", [None, 3]),
+    ("dialogue.txt", False, "kal", [None, 4]),
+    ("long.txt", False, "kal16", [None, 3, 7]),
+    ("long.txt", True, "kal16", [None, 4]),
+]
+
+
+@pytest.mark.parametrize("name, crlf, voice, variants", ORACLE_CASES)
+def test_stitched_chunks_equal_whole_file(tmp_path, name, crlf, voice, variants) -> None:
+    text = sample(name, crlf=crlf)
+    whole = flite_pcm(text, voice, tmp_path, "whole")
+    assert len(whole) > 0
+    for subtasks in variants:
+        chunks = split(text, subtasks=subtasks, target_chars=2000)
+        assert len(chunks) > 1
+        assert pieces_pcm([c.text for c in chunks], voice, tmp_path) == whole, subtasks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dialogue.txt", "long.txt"])
+@pytest.mark.parametrize("crlf", [False, True])
+@pytest.mark.parametrize("voice", ["kal16", "kal"])
+def test_every_utterance_alone_equals_whole_file(tmp_path, name, crlf, voice) -> None:
+    text = sample(name, crlf=crlf)
+    pieces = cut(text, list(utterance_starts(text)))
+    assert pieces_pcm(pieces, voice, tmp_path) == flite_pcm(text, voice, tmp_path, "whole")
+
+
+def _soup_cases(seed: int, n: int, tmp_path) -> None:
+    rng = random.Random(seed)
+    checked = 0
+    for _ in range(n):
+        text = token_soup(rng)
+        starts = utterance_starts(text)
+        if not starts:
+            continue
+        offsets = sorted(rng.sample(starts, rng.randint(1, len(starts))))
+        whole = flite_pcm(text, "kal16", tmp_path, "whole")
+        assert pieces_pcm(cut(text, offsets), "kal16", tmp_path) == whole, (text, offsets)
+        checked += 1
+    assert checked > n // 2
+
+
+def test_random_token_soup_cut_anywhere_flite_breaks(tmp_path) -> None:
+    _soup_cases(seed=2024, n=15, tmp_path=tmp_path)
+
+
+@pytest.mark.slow
+def test_random_token_soup_many(tmp_path) -> None:
+    _soup_cases(seed=7, n=200, tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "text, bad_cut",
+    [
+        # After "Mr." flite keeps going: cutting there changes the prosody.
+        ("Then Mr. Smith went home, and that was all.\n", "Smith"),
+        # A one-word utterance at the very end of a chunk is dropped by flite, so
+        # the whitespace before the next utterance must stay with it.
+        ("Chapter Five: Afterwards\n\nIt rained all day.\n", "\n\nIt"),
+    ],
+)
+def test_oracle_catches_a_wrong_cut(tmp_path, text: str, bad_cut: str) -> None:
+    whole = flite_pcm(text, "kal16", tmp_path, "whole")
+    at = text.index(bad_cut)
+    assert at not in utterance_starts(text)
+    assert pieces_pcm(cut(text, [at]), "kal16", tmp_path) != whole

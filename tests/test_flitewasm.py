@@ -1,0 +1,216 @@
+"""flite.wasm under the engine's sandbox against Debian's native flite, the oracle.
+
+Every comparison is exact: same WAV header, same samples, same stdout.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from gflite import flitewasm
+from gflite.errors import GfliteError
+from gflite.gwasm.sandbox import run_subtask
+from gflite.gwasm.subtask import Limits, Subtask, SubtaskResult
+
+# Written for these tests: numbers, dates, money, abbreviations, quotes and
+# question/exclamation marks exercise flite's text normalisation.
+PARAGRAPHS = """\
+The lighthouse keeper rose at 5:45 a.m. on Tuesday, 3 March 1998, and wrote
+"calm seas" in the log. Dr. Ellis, who had arrived the night before, asked
+whether the lamp still burned 1,250 litres of oil each winter.
+
+"Not any more," she said. "Since the refit we use about 40% less, and the new
+lens cost $12,500."
+
+They walked along the cliff path past No. 17, St. Agnes Road. Gulls wheeled
+overhead; the wind came from the north-north-east at twenty knots!
+
+By noon the fog had lifted. Was it worth the journey? Ellis thought so.
+"""
+
+SSML = """\
+<speak>Good morning. <break size="large"/>
+<prosody rate="0.7">This part is slower,</prosody> and this is not.
+The <sub alias="World Wide Web Consortium">W3C</sub> wrote the standard.
+<voice name="slt">Now another voice speaks.</voice> Back again.</speak>
+"""
+
+LIMITS = Limits(memory_bytes=256 << 20, subtask_timeout=120.0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # One cache for the module: whatever the sandbox caches (compiled code) is
+    # shared by these tests but never by other runs.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GFLITE_CACHE_DIR", str(tmp_path_factory.mktemp("gflite-cache")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def native_flite() -> str:
+    path = shutil.which("flite")
+    if path is None:
+        pytest.fail("native flite (the test oracle) is not installed; run scripts/setup.sh --dev")
+    return path
+
+
+def run_wasm(
+    args: list[str],
+    inputs: dict[str, bytes] | None = None,
+    outputs: tuple[str, ...] = (),
+    check: bool = True,
+) -> SubtaskResult:
+    subtask = Subtask(
+        index=0,
+        name="flite",
+        args=tuple(args),
+        inputs=tuple((inputs or {}).items()),
+        outputs=outputs,
+    )
+    result = run_subtask(flitewasm.program(), subtask, LIMITS)
+    if check:
+        assert result.ok, f"flite.wasm {args} failed: {result.reason} {result.stderr[-500:]!r}"
+        assert result.exit_code == 0
+    return result
+
+
+def run_native(
+    flite: str,
+    args: list[str],
+    cwd: Path,
+    inputs: dict[str, bytes] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    for rel, data in (inputs or {}).items():
+        (cwd / rel).write_bytes(data)
+    proc = subprocess.run([flite, *args], cwd=cwd, capture_output=True, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def assert_same_wav(got: bytes, want: bytes) -> None:
+    """Header and PCM data identical; on failure say where they part."""
+    with wave.open(io.BytesIO(want)) as w:
+        want_params, want_pcm = w.getparams(), w.readframes(w.getnframes())
+    with wave.open(io.BytesIO(got)) as g:
+        got_params, got_pcm = g.getparams(), g.readframes(g.getnframes())
+    assert want_params.nframes > 1000, "the oracle produced (almost) no audio"
+    assert got_params == want_params
+    if got_pcm != want_pcm:
+        first = next(i for i, (a, b) in enumerate(zip(got_pcm, want_pcm)) if a != b)
+        pytest.fail(f"PCM differs from native flite from byte {first} of {len(want_pcm)}")
+    header_len = len(want) - len(want_pcm)
+    assert got[:header_len] == want[:header_len], "WAV headers differ"
+    assert got == want
+
+
+def wasm_and_native_wav(
+    flite: str, tmp_path: Path, args: list[str], inputs: dict[str, bytes] | None = None
+) -> tuple[bytes, bytes]:
+    result = run_wasm([*args, "-o", "out.wav"], inputs, outputs=("out.wav",))
+    run_native(flite, [*args, "-o", "out.wav"], tmp_path, inputs)
+    (rel, got), = result.outputs
+    assert rel == "out.wav"
+    return got, (tmp_path / "out.wav").read_bytes()
+
+
+@pytest.mark.parametrize("voice", flitewasm.VOICES)
+def test_multi_paragraph_file_matches_native(voice: str, native_flite: str, tmp_path: Path) -> None:
+    inputs = {"text.txt": PARAGRAPHS.encode()}
+    got, want = wasm_and_native_wav(native_flite, tmp_path, ["-voice", voice, "-f", "text.txt"], inputs)
+    assert_same_wav(got, want)
+
+
+def test_text_argument_with_default_voice(native_flite: str, tmp_path: Path) -> None:
+    args = ["-t", "Hello there. It is 10:30, and 3 people are waiting."]
+    assert_same_wav(*wasm_and_native_wav(native_flite, tmp_path, args))
+
+
+@pytest.mark.parametrize("voice", ["kal", "slt"])
+def test_duration_stretch(voice: str, native_flite: str, tmp_path: Path) -> None:
+    text = "Slowly, very slowly, the tide came in."
+    stretched, want = wasm_and_native_wav(
+        native_flite, tmp_path, ["-voice", voice, "--setf", "duration_stretch=1.5", "-t", text]
+    )
+    assert_same_wav(stretched, want)
+    plain = run_wasm(["-voice", voice, "-t", text, "-o", "p.wav"], outputs=("p.wav",)).outputs[0][1]
+    # The feature took effect: half as long again, give or take pauses.
+    assert len(stretched) > 1.3 * len(plain)
+
+
+def test_ssml_input(native_flite: str, tmp_path: Path) -> None:
+    inputs = {"in.ssml": SSML.encode()}
+    got, want = wasm_and_native_wav(native_flite, tmp_path, ["-ssml", "-f", "in.ssml"], inputs)
+    assert_same_wav(got, want)
+
+
+def test_list_voices(native_flite: str, tmp_path: Path) -> None:
+    got = run_wasm(["-lv"]).stdout.decode()
+    native = run_native(native_flite, ["-lv"], tmp_path).stdout.decode()
+    prefix = "Voices available: "
+    assert native.startswith(prefix)
+    # Debian's flite also has awb_time, a talking-clock voice we leave out;
+    # the rest must be ours, in the same order and format.
+    ours = [v for v in native[len(prefix):].split() if v in flitewasm.VOICES]
+    assert ours == list(flitewasm.VOICES)
+    assert got == prefix + "".join(f"{v} " for v in ours) + "\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--version"],
+        ["-pw", "-t", "Dr. Smith paid $4.50 on 12/05/2021.", "-o", "none"],
+        ["-ps", "-voice", "rms", "-t", "The quick brown fox.", "-o", "none"],
+    ],
+    ids=["version", "print-words", "print-segments"],
+)
+def test_stdout_matches_native(args: list[str], native_flite: str, tmp_path: Path) -> None:
+    # --version exits 1 natively; the exit code must match too.
+    got = run_wasm(args, check=False)
+    want = run_native(native_flite, args, tmp_path, check=False)
+    assert want.stdout.strip()
+    assert (got.exit_code, got.stdout) == (want.returncode, want.stdout)
+
+
+def test_program_identity_is_the_pinned_sha256() -> None:
+    path = flitewasm.wasm_path()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    program = flitewasm.program()
+    assert program.path == path
+    assert program.sha256 == flitewasm.PINNED_SHA256 == digest
+    # The pin file is in sha256sum's format, so `sha256sum -c` works beside it.
+    assert (path.parent / "flite.wasm.sha256").read_text() == f"{digest}  flite.wasm\n"
+
+
+def test_missing_binary_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(flitewasm, "_bin_dir", lambda: tmp_path)
+    with pytest.raises(GfliteError, match="flite.wasm not found .*build.sh"):
+        flitewasm.wasm_path()
+
+
+def test_program_digest_follows_the_file_not_the_pin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A rebuilt binary in place of the shipped one must get its own identity,
+    # or the engine would file its results under the pinned program's.
+    monkeypatch.setattr(flitewasm, "_bin_dir", lambda: tmp_path)
+    wasm = tmp_path / "flite.wasm"
+    first = wasmtime.wat2wasm("(module)")
+    wasm.write_bytes(first)
+    assert flitewasm.program().sha256 == hashlib.sha256(first).hexdigest()
+    second = wasmtime.wat2wasm('(module (func (export "_start")))')
+    wasm.write_bytes(second)
+    os.utime(wasm, ns=(1, 1))  # a distinct mtime even on coarse-clock filesystems
+    assert flitewasm.program().sha256 == hashlib.sha256(second).hexdigest()

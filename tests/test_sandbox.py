@@ -1,0 +1,242 @@
+"""sandbox.run_subtask in this process: the happy path, every hostile guest that
+can be contained in-process, and the deterministic engine configuration.
+
+Guests that never stop (infinite loop, output flood) need a process to kill;
+they are in test_local.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+import platform
+
+import struct
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gflite.gwasm import sandbox
+from gflite.gwasm.cache import ModuleCache
+from gflite.gwasm.subtask import Limits, Program, Subtask
+
+LIMITS = Limits(memory_bytes=64 << 20, subtask_timeout=2.0, output_bytes=1 << 20, stdio_bytes=4096)
+SECRET = b"TOP SECRET host file\n"
+
+WatProgram = Callable[[str], Program]
+
+
+def subtask(args: tuple[str, ...] = (), inputs: dict[str, bytes] | None = None, outputs=("out.txt",)) -> Subtask:
+    return Subtask(index=0, name="s", args=args, inputs=tuple((inputs or {}).items()), outputs=tuple(outputs))
+
+
+@pytest.fixture
+def secret_beside_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A host file at ``<guest's working directory>/../secret.txt``: the guest's
+    directory is made under tmp_path, so ``../secret.txt`` names this file."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(SECRET)
+    return secret
+
+
+def test_happy_path(wat_program: WatProgram) -> None:
+    result = sandbox.run_subtask(
+        wat_program("upper"), subtask(("in.txt", "out.txt"), {"in.txt": b"hello, world\n"}), LIMITS
+    )
+    assert result.ok, result.reason
+    assert result.outputs == (("out.txt", b"HELLO, WORLD\n"),)
+    assert result.exit_code == 0
+    assert result.stdout == b"upper: done\n"
+    assert result.stderr == b""
+    assert result.digest and result.provider == "local"
+
+
+def test_nested_paths_and_provider(wat_program: WatProgram) -> None:
+    result = sandbox.run_subtask(
+        wat_program("upper"),
+        subtask(("data/in.txt", "res/out.txt"), {"data/in.txt": b"abc"}, outputs=("res/out.txt",)),
+        LIMITS,
+        provider="p7",
+    )
+    assert result.ok, result.reason
+    assert result.outputs == (("res/out.txt", b"ABC"),)
+    assert result.provider == "p7"
+
+
+def test_trap(wat_program: WatProgram) -> None:
+    result = sandbox.run_subtask(wat_program("trap"), subtask(), LIMITS)
+    assert not result.ok
+    assert result.reason.startswith("trap: unreachable")
+    assert "\n" not in result.reason
+    assert result.exit_code is None
+
+
+def test_nonzero_exit(wat_program: WatProgram) -> None:
+    result = sandbox.run_subtask(wat_program("exit3"), subtask(), LIMITS)
+    assert not result.ok
+    assert result.reason == "exit code 3"
+    assert result.exit_code == 3
+    assert result.stderr == b"exit3: giving up\n"
+
+
+def test_missing_output(wat_program: WatProgram) -> None:
+    result = sandbox.run_subtask(wat_program("nooutput"), subtask(), LIMITS)
+    assert not result.ok
+    assert result.reason == "missing output file out.txt"
+
+
+def test_memory_bomb(wat_program: WatProgram) -> None:
+    result = sandbox.run_subtask(wat_program("membomb"), subtask(), LIMITS)
+    assert not result.ok
+    assert result.reason.startswith("memory limit of 64 MiB exceeded"), result.reason
+
+
+def test_memory_too_small_to_start(wat_program: WatProgram) -> None:
+    limits = Limits(memory_bytes=1000, subtask_timeout=2.0)
+    result = sandbox.run_subtask(wat_program("upper"), subtask(("in.txt", "out.txt"), {"in.txt": b"x"}), limits)
+    assert not result.ok
+    assert result.reason.startswith("memory limit of 1000 bytes exceeded")
+
+
+def test_output_limit_after_the_run(wat_program: WatProgram) -> None:
+    limits = Limits(memory_bytes=64 << 20, subtask_timeout=2.0, output_bytes=1024)
+    big = b"x" * 4096
+    result = sandbox.run_subtask(wat_program("upper"), subtask(("in.txt", "out.txt"), {"in.txt": big}), limits)
+    assert not result.ok
+    assert result.reason == "output limit of 1 KiB exceeded"
+
+
+def test_stdout_is_captured_up_to_the_limit(wat_program: WatProgram) -> None:
+    limits = Limits(memory_bytes=64 << 20, subtask_timeout=2.0, stdio_bytes=5)
+    result = sandbox.run_subtask(wat_program("upper"), subtask(("in.txt", "out.txt"), {"in.txt": b"a"}), limits)
+    assert result.ok
+    assert result.stdout == b"upper"
+
+
+@pytest.mark.parametrize("path", ["../secret.txt", "../../secret.txt", "./../secret.txt"])
+def test_escape_by_dotdot(wat_program: WatProgram, secret_beside_workdir: Path, path: str) -> None:
+    result = sandbox.run_subtask(wat_program("escape"), subtask((path,)), LIMITS)
+    assert not result.ok
+    assert result.reason.startswith("exit code ") and result.exit_code != 0
+    assert SECRET not in b"".join(data for _, data in result.outputs)
+
+
+def test_escape_by_absolute_path(wat_program: WatProgram, secret_beside_workdir: Path) -> None:
+    result = sandbox.run_subtask(wat_program("escape"), subtask((str(secret_beside_workdir),)), LIMITS)
+    assert not result.ok
+    assert result.reason.startswith("exit code ")
+
+
+def test_reading_inside_is_allowed(wat_program: WatProgram) -> None:
+    # The control for the escape tests: the same guest may read its own input.
+    result = sandbox.run_subtask(wat_program("escape"), subtask(("in.txt",), {"in.txt": b"mine"}), LIMITS)
+    assert result.ok and result.outputs == (("out.txt", b"mine"),)
+
+
+@pytest.mark.parametrize("target", ["../secret.txt", "ABSOLUTE"])
+def test_escape_by_symlink(wat_program: WatProgram, secret_beside_workdir: Path, target: str) -> None:
+    target = str(secret_beside_workdir) if target == "ABSOLUTE" else target
+    result = sandbox.run_subtask(wat_program("symlink"), subtask((target, "lnk", "open")), LIMITS)
+    assert not result.ok
+    assert result.reason.startswith("exit code ")
+    assert SECRET not in b"".join(data for _, data in result.outputs)
+
+
+def test_symlink_inside_is_followed_by_the_guest(wat_program: WatProgram) -> None:
+    result = sandbox.run_subtask(
+        wat_program("symlink"), subtask(("in.txt", "lnk", "open"), {"in.txt": b"inside"}), LIMITS
+    )
+    assert result.ok and result.outputs == (("out.txt", b"inside"),)
+
+
+def test_output_symlink_is_never_followed_by_the_host(wat_program: WatProgram, secret_beside_workdir: Path) -> None:
+    # WASI lets a guest create a dangling-looking link out.txt -> ../secret.txt;
+    # collecting out.txt must not read the host file it points at.
+    result = sandbox.run_subtask(wat_program("symlink"), subtask(("../secret.txt", "out.txt")), LIMITS)
+    assert not result.ok
+    assert result.reason == "output file out.txt is a symlink or not a file"
+    assert result.outputs == ()
+
+
+def test_bad_input_path_is_refused(wat_program: WatProgram) -> None:
+    result = sandbox.run_subtask(wat_program("upper"), subtask(("x",), {"../x": b""}), LIMITS)
+    assert not result.ok and result.reason.startswith("bad input:")
+
+
+def test_not_a_command(wat_program: WatProgram) -> None:
+    result = sandbox.run_subtask(wat_program("nostart"), subtask(), LIMITS)
+    assert not result.ok
+    assert result.reason == "program has no _start function (not a WASI command)"
+
+
+def test_invalid_program(tmp_path: Path) -> None:
+    path = tmp_path / "bad.wasm"
+    path.write_bytes(b"\0asm\x01\0\0\0garbage")
+    result = sandbox.run_subtask(Program.from_path(path), subtask(), LIMITS)
+    assert not result.ok
+    assert result.reason.startswith("cannot load program:")
+    assert "not a valid WebAssembly module" in result.reason
+
+
+def test_guest_directory_is_removed(wat_program: WatProgram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for name in ("upper", "exit3", "symlink"):
+        sandbox.run_subtask(wat_program(name), subtask(("in.txt", "out.txt"), {"in.txt": b"x"}), LIMITS)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nan_canonicalisation(wat_program: WatProgram) -> None:
+    result = sandbox.run_subtask(wat_program("nan"), subtask(outputs=("out.bin",)), LIMITS)
+    assert result.ok, result.reason
+    assert result.outputs == (("out.bin", struct.pack("<Q", 0x7FF8000000000000)),)
+
+
+def test_a_program_may_opt_out_of_nan_canonicalisation(wat_program: WatProgram) -> None:
+    canonical = wat_program("nan")
+    native = dataclasses.replace(canonical, nan_canonicalization=False)
+    result = sandbox.run_subtask(native, subtask(outputs=("out.bin",)), LIMITS)
+    assert result.ok, result.reason
+    if platform.machine() in ("x86_64", "AMD64"):  # x86 keeps the payload; arm64 may not
+        assert result.outputs == (("out.bin", struct.pack("<Q", 0x7FF8000000000001)),)
+    # The setting changes what a result may be, so it is part of the cache key.
+    task = subtask(outputs=("out.bin",))
+    assert task.key(canonical) != task.key(native)
+
+
+def test_second_load_uses_the_module_cache(wat_program: WatProgram, fresh_cache: Path) -> None:
+    program = wat_program("upper")
+    first = ModuleCache(sandbox.engine(), sandbox.CONFIG_ID, fresh_cache)
+    first.load(program)
+    assert (first.compiles, first.hits) == (1, 0)
+    second = ModuleCache(sandbox.engine(), sandbox.CONFIG_ID, fresh_cache)
+    module = second.load(program)
+    assert (second.compiles, second.hits) == (0, 1)
+    assert "_start" in {e.name for e in module.exports}
+
+
+def test_check_relpath() -> None:
+    assert sandbox.check_relpath("a/b.txt") == "a/b.txt"
+    for bad in ("", "/etc/passwd", "../x", "a/../x", "a//b", "./a", "a/", "a\\b", "a\0b"):
+        with pytest.raises(ValueError):
+            sandbox.check_relpath(bad)
+
+
+def test_no_host_stdin_and_no_environment(wat_program: WatProgram, tmp_path: Path) -> None:
+    # In a child process whose stdin holds data and whose environment is full.
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from gflite.gwasm import sandbox; from gflite.gwasm.subtask import *; "
+        f"r = sandbox.run_subtask(Program.from_path({str(wat_program('isolation').path)!r}), "
+        "Subtask(0, 's', (), (), ()), Limits()); print(repr((r.ok, r.exit_code, r.stdout)))"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=root, SECRET_TOKEN="hunter2")
+    proc = subprocess.run(
+        [sys.executable, "-c", script], input=b"HOST STDIN\n", capture_output=True, env=env, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().strip() == "(True, 0, b'')"

@@ -1,0 +1,273 @@
+"""Stitching WAV pieces: exact, streaming, atomic, flat in memory."""
+from __future__ import annotations
+
+import io
+import os
+import struct
+import subprocess
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from conftest_chunking import flite_wav, pcm_of, sample
+from gflite import stitching
+from gflite.chunking import split
+from gflite.errors import OutputError
+from gflite.stitching import open_output, parse_wav, stitch, wav_header, WavFormat
+
+
+def synthetic_wav(samples: int, rate: int = 16000, fill: int = 1) -> bytes:
+    return wav_header(WavFormat(rate), samples * 2) + struct.pack("<h", fill) * samples
+
+
+@pytest.fixture(scope="module")
+def flite_pieces(tmp_path_factory) -> dict[str, list[bytes]]:
+    """Real flite WAVs for the chunks of dialogue.txt, per voice."""
+    work = tmp_path_factory.mktemp("pieces")
+    chunks = split(sample("dialogue.txt"), subtasks=3)
+    return {
+        voice: [flite_wav(c.text, voice, work, f"{voice}{c.index}") for c in chunks]
+        for voice in ("kal", "kal16")
+    }
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def decode_with_ffmpeg(src: str | Path, data: bytes | None = None) -> bytes:
+    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(src), "-f", "s16le", "-ac", "1", "pipe:1"]
+    return subprocess.run(cmd, input=data, capture_output=True, check=True).stdout
+
+
+# --- parsing ------------------------------------------------------------------
+
+
+def test_parse_flite_output(flite_pieces) -> None:
+    for voice, rate in (("kal", 8000), ("kal16", 16000)):
+        fmt, pcm = parse_wav(flite_pieces[voice][0])
+        assert fmt == WavFormat(rate)
+        assert bytes(pcm) == pcm_of(flite_pieces[voice][0])[1]
+
+
+def test_parse_finds_chunks_after_other_chunks() -> None:
+    pcm = b"\x01\x00\x02\x00\x03\x00"
+    fmt = struct.pack("<HHIIHH", 1, 1, 22050, 44100, 2, 16)
+    body = b"WAVE" + b"LIST" + struct.pack("<I", 3) + b"abc\0" + b"fmt " + struct.pack("<I", 16) + fmt
+    body += b"data" + struct.pack("<I", len(pcm)) + pcm
+    got_fmt, got = parse_wav(b"RIFF" + struct.pack("<I", len(body)) + body)
+    assert got_fmt == WavFormat(22050) and bytes(got) == pcm
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"not a wav file at all", "not a WAV"),
+        (synthetic_wav(10)[:-4], "truncated"),
+        (synthetic_wav(10)[:36], "no data"),
+        (synthetic_wav(10).replace(b"\x10\x00data", b"\x08\x00data"), "unsupported"),
+        (synthetic_wav(10)[:12] + synthetic_wav(10)[36:], "before its format"),
+    ],
+)
+def test_parse_rejects_bad_pieces(data: bytes, message: str) -> None:
+    with pytest.raises(OutputError, match=message):
+        parse_wav(data)
+
+
+def test_parse_streamed_wav_with_unknown_sizes() -> None:
+    data = wav_header(WavFormat(16000), 0xFFFFFFFF) + b"\x05\x00" * 7
+    assert bytes(parse_wav(data)[1]) == b"\x05\x00" * 7
+
+
+# --- WAV files ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("voice", ["kal", "kal16"])
+def test_stitched_wav_is_the_concatenation(tmp_path, flite_pieces, voice) -> None:
+    pieces = flite_pieces[voice]
+    out = tmp_path / "book.wav"
+    seen: list[float] = []
+    seconds = stitch(pieces, out, on_piece=lambda w: seen.append(w.seconds))
+    rate, pcm = pcm_of(out)
+    expected = b"".join(pcm_of(p)[1] for p in pieces)
+    assert pcm == expected and rate == (8000 if voice == "kal" else 16000)
+    assert seconds == pytest.approx(len(expected) / 2 / rate)
+    assert seen == sorted(seen) and seen[-1] == seconds and len(seen) == len(pieces)
+    raw = out.read_bytes()
+    riff, data = struct.unpack_from("<I", raw, 4)[0], struct.unpack_from("<I", raw, 40)[0]
+    assert (riff, data) == (len(raw) - 8, len(expected))
+    assert struct.unpack_from("<I", raw, 28)[0] == rate * 2  # a correct byte rate, unlike flite's
+    assert leftovers(tmp_path) == ["book.wav"]
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_mismatched_rates_are_refused(tmp_path, flite_pieces) -> None:
+    out = tmp_path / "book.wav"
+    with pytest.raises(OutputError, match="8000 Hz.*16000 Hz"):
+        stitch([flite_pieces["kal16"][0], flite_pieces["kal"][0]], out)
+    assert leftovers(tmp_path) == []
+
+
+def test_empty_pieces_do_not_set_the_format(tmp_path) -> None:
+    # flite writes an empty wave as "16 kHz" whatever the voice.
+    empty16 = synthetic_wav(0, 16000)
+    stitch([empty16, synthetic_wav(80, 8000), empty16, synthetic_wav(40, 8000)], tmp_path / "a.wav")
+    assert pcm_of(tmp_path / "a.wav") == (8000, b"\x01\x00" * 120)
+
+
+def test_no_pieces_gives_a_valid_empty_wav(tmp_path) -> None:
+    assert stitch([], tmp_path / "a.wav") == 0.0
+    assert pcm_of(tmp_path / "a.wav") == (16000, b"")
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("error", [Boom, KeyboardInterrupt])
+@pytest.mark.parametrize("ext", ["wav", "flac"])
+def test_failure_mid_stream_leaves_nothing(tmp_path, error, ext) -> None:
+    target = tmp_path / f"book.{ext}"
+    target.write_bytes(b"previous version")
+
+    def pieces():
+        yield synthetic_wav(16000)
+        yield synthetic_wav(16000)
+        raise error()
+
+    with pytest.raises(error):
+        stitch(pieces(), target)
+    assert leftovers(tmp_path) == [f"book.{ext}"]
+    assert target.read_bytes() == b"previous version"
+
+
+def test_wav_size_limit(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(stitching, "MAX_WAV_DATA_BYTES", 3000)
+    stitch([synthetic_wav(1500)], tmp_path / "ok.wav")
+    with pytest.raises(OutputError, match="4 GiB"):
+        stitch([synthetic_wav(1000), synthetic_wav(1000)], tmp_path / "big.wav")
+    assert leftovers(tmp_path) == ["ok.wav"]
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("book.txt", 'unknown output format ".txt"'),
+        ("book", "unknown output format"),
+        ("missing/book.wav", "does not exist"),
+        ("folder.wav", "is a directory"),
+    ],
+)
+def test_bad_targets_fail_before_any_audio(tmp_path, target, message) -> None:
+    if target == "folder.wav":
+        (tmp_path / target).mkdir()
+    with pytest.raises(OutputError, match=message):
+        open_output(tmp_path / target)
+    assert leftovers(tmp_path) == ([target] if target == "folder.wav" else [])
+
+
+def test_missing_ffmpeg_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(OutputError, match="needs ffmpeg"):
+        open_output(tmp_path / "book.mp3")
+    open_output(tmp_path / "book.wav").abort()  # WAV needs no ffmpeg
+    assert leftovers(tmp_path) == []
+
+
+def test_flat_memory_for_a_big_book(tmp_path) -> None:
+    piece_samples = 1 << 19  # 1 MiB of PCM per piece
+
+    def pieces():
+        for i in range(200):  # ~200 MiB in all
+            yield synthetic_wav(piece_samples, fill=i)
+
+    tracemalloc.start()
+    try:
+        stitch(pieces(), tmp_path / "big.wav")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (tmp_path / "big.wav").stat().st_size == 44 + 200 * piece_samples * 2
+    assert peak < 4 * piece_samples * 2  # a couple of pieces at most, never the book
+
+
+# --- stdout -------------------------------------------------------------------
+
+
+class PipeLike(io.RawIOBase):
+    """A non-seekable binary stream that records each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # type: ignore[override]
+        self.writes.append(bytes(b))
+        return len(b)
+
+
+def test_stdout_streams_from_the_first_piece() -> None:
+    pipe = PipeLike()
+    with open_output("-", stdout=pipe) as out:
+        out.add(synthetic_wav(100, 8000))
+        sent = b"".join(pipe.writes)
+        assert len(sent) == 44 + 200  # header and first piece are out before the second
+        assert sent[4:8] == sent[40:44] == b"\xff\xff\xff\xff"
+        assert struct.unpack_from("<I", sent, 24)[0] == 8000
+        out.add(synthetic_wav(50, 8000))
+    assert len(b"".join(pipe.writes)) == 44 + 300
+
+
+def test_stdout_redirected_to_a_file_gets_real_sizes() -> None:
+    buf = io.BytesIO(b"junk")
+    buf.seek(4)
+    stitch([synthetic_wav(100), synthetic_wav(20)], "-", stdout=buf)
+    assert pcm_of(buf.getvalue()[4:]) == (16000, b"\x01\x00" * 120)
+
+
+def test_stdout_pipe_is_readable_by_ffmpeg_and_sox(tmp_path, flite_pieces) -> None:
+    pieces = flite_pieces["kal16"]
+    expected = b"".join(pcm_of(p)[1] for p in pieces)
+    raw = tmp_path / "out.raw"
+    for cmd in (
+        ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "wav", "-i", "pipe:0", "-f", "s16le", str(raw)],
+        ["sox", "-V1", "-t", "wav", "-", "-t", "raw", str(raw)],
+    ):
+        reader = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+        try:
+            stitch(pieces, "-", stdout=reader.stdin)
+            reader.stdin.close()
+        finally:
+            assert reader.wait(timeout=60) == 0
+        assert raw.read_bytes() == expected, cmd[0]
+
+
+def test_reader_closing_the_pipe_is_an_output_error() -> None:
+    reader = subprocess.Popen(["head", "-c", "10"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    with pytest.raises(OutputError, match="closed the pipe"):
+        stitch((synthetic_wav(1 << 16) for _ in range(100)), "-", stdout=reader.stdin)
+    reader.wait()
+
+
+# --- encoded formats ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext, tolerance", [("flac", 0.0), ("ogg", 0.05), ("mp3", 0.1)])
+def test_encoded_outputs_decode_to_the_right_length(tmp_path, flite_pieces, ext, tolerance) -> None:
+    pieces = flite_pieces["kal16"]
+    out = tmp_path / f"book.{ext}"
+    seconds = stitch(pieces, out)
+    assert leftovers(tmp_path) == [out.name]
+    decoded = decode_with_ffmpeg(out)
+    assert len(decoded) / 2 / 16000 == pytest.approx(seconds, abs=tolerance)
+    if ext == "flac":
+        assert decoded == b"".join(pcm_of(p)[1] for p in pieces)
