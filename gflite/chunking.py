@@ -64,6 +64,8 @@ FIRST_CHUNK_DIVISOR = 8
 # Punkt learns abbreviations from the input; a bigger prefix costs time before
 # the first chunk can start and teaches little more.
 _TRAIN_CHARS = 1 << 20
+# How much text before a candidate cut decides whether it is taken.
+_WINDOW = 64
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def split(
     if subtasks:
         cuts = _even_cuts(candidates, n, subtasks)
     else:
-        cuts = _growing_cuts(candidates, n, first, target_chars)
+        cuts = _growing_cuts(text, candidates, first, target_chars)
     return _chunks(text, cuts)
 
 
@@ -141,16 +143,37 @@ def _nearest(cands: list[int], want: float, lo: int, hi: int) -> int | None:
     return min(options, key=lambda c: (abs(c - want), c))
 
 
-def _growing_cuts(cands: list[int], n: int, first: int, target: int) -> list[int]:
+def _growing_cuts(text: str, cands: list[int], first: int, target: int) -> list[int]:
+    """Content-defined cuts: whether a candidate becomes a cut depends on the
+    text just before it, not on its offset, so an edit moves only the cuts
+    next to it and the chunks after keep their bytes (and their cached audio).
+
+    Chunk k aims at ``size = min(target, first * 2**k)``: no cut before
+    ``size / 4``; past that a candidate is taken with a probability
+    proportional to the sentence it ends (mean length about ``size``); a chunk
+    never grows past ``3/2 size`` if a candidate allows. The small minimum
+    keeps the decision almost free of where the chunk started, so after an
+    edit the cuts fall back in step within a chunk or two.
+    """
+    n = len(text)
     cuts: list[int] = []
-    pos, size = 0, first
-    while n - pos > size * 1.5:
-        c = _nearest(cands, pos + size, pos, n)
-        if c is None:
+    pos, size, prev = 0, first, 0
+    for i, c in enumerate(cands):
+        if n - pos <= size * 1.5:
             break
-        cuts.append(c)
-        pos, size = c, min(target, size * 2)
+        if c - pos >= size / 4:
+            overshoot = i + 1 == len(cands) or cands[i + 1] - pos > 1.5 * size
+            if overshoot or _score(text[max(0, c - _WINDOW) : c]) * (size * 0.75) < c - prev:
+                cuts.append(c)
+                pos, size = c, min(target, size * 2)
+        prev = c
     return cuts
+
+
+def _score(window: str) -> float:
+    """A uniform number in [0, 1) that depends only on ``window``'s text."""
+    digest = hashlib.blake2b(window.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
 
 
 def _even_cuts(cands: list[int], n: int, parts: int) -> list[int]:

@@ -2,144 +2,212 @@
 
 Existing flite commands keep working with a ``g`` in front: ``-f``, ``-t``,
 ``-o``, ``-voice``, ``-lv``, ``--setf``/``--seti``/``--sets``/``-s``, ``-ssml``,
-``-v``, ``--version``, and flite's positional ``TEXT_OR_FILE [OUTFILE]``.
-This module turns flags into a frozen :class:`gflite.pipeline.Job`, draws
-progress on stderr, and chooses exit codes (listed in README.md):
+``-v``, ``--version``, and flite's positional ``TEXT_OR_FILE [OUTFILE]`` (a
+file if one exists by that name, else text to say). This module turns flags
+into a frozen :class:`gflite.pipeline.Job`, draws progress on stderr, and
+chooses exit codes (listed in README.md). stdout carries only what was asked
+for: WAV with ``-o -``, or the ``-lv``/``--version`` listings.
 
-0 ok · 1 other error · 2 bad usage · 3 bad input text or voice · 5 a chunk
-failed · 6 providers disagreed · 7 bid/budget · 8 cluster · 9 output ·
-130 interrupted.
+Exit codes: 0 ok · 1 other error · 2 bad usage · 3 bad input text or voice ·
+5 a chunk failed or the job timed out · 6 providers disagreed · 7 bid/budget ·
+8 cluster · 9 output · 130 interrupted (Ctrl-C). Every error is one line,
+``gflite: error: ...``, on stderr.
 """
 from __future__ import annotations
 
+import argparse
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
-from typing import List, Optional
-
-import typer
+import time
+from typing import TYPE_CHECKING, BinaryIO, List, NoReturn, Optional
 
 from gflite import __version__
 from gflite.errors import GfliteError, Interrupted, OutputError, UsageError
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+if TYPE_CHECKING:
+    from gflite import pipeline
 
 PROG = "gflite"
-_CONTEXT = {"help_option_names": ["-h", "--help", "-?"]}
+INTERRUPTED = "interrupted; finished chunks are cached, rerun the same command to resume"
+# A positional that names no file is text to say, as in flite; but one word
+# ending like a text file's name is almost surely a mistyped path.
+_FILE_LIKE = re.compile(r"^\S+\.(txt|text|md|ssml|xml|html?|rst)$", re.I)
 
 
 def _error(message: str) -> None:
     sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.flush()
 
 
 def _note(message: str) -> None:
     sys.stderr.write(f"{PROG}: {message}\n")
+    sys.stderr.flush()
 
 
 def _duration(value: Optional[str], flag: str) -> Optional[float]:
-    """Seconds, or g-flite's HH:MM:SS."""
+    """Seconds (``90``, ``1.5``) or g-flite's ``HH:MM:SS``; must be positive."""
     if value is None:
         return None
     from gflite.gwasm.task import parse_duration
 
+    bad = UsageError(f"{flag} takes seconds or HH:MM:SS (more than zero), not {value!r}")
     try:
-        return float(value) if ":" not in value else parse_duration(value, flag)
-    except (ValueError, GfliteError):
-        raise UsageError(f"{flag} takes seconds or HH:MM:SS, not {value!r}") from None
+        seconds = parse_duration(value, flag) if ":" in value else float(value)
+    except Exception:  # ValueError from float(), the task parser's own error type
+        raise bad from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise bad
+    return seconds
 
 
-@app.command(context_settings=_CONTEXT)
-def flite(
-    positional: Optional[List[str]] = typer.Argument(
-        None, metavar="[TEXT_OR_FILE [OUTFILE]]", show_default=False,
-        help="A file to read if one exists by that name (- is stdin), else text to say; then the output.",
-    ),
-    text: Optional[str] = typer.Option(None, "-t", help="Say TEXT.", metavar="TEXT"),
-    file: Optional[str] = typer.Option(None, "-f", help="Read text from FILE (- is stdin).", metavar="FILE"),
-    output: Optional[str] = typer.Option(
-        None, "-o", metavar="OUTFILE",
-        help="Write audio here: .wav, .mp3, .ogg, .flac; - is WAV on stdout; none discards; play plays it.",
-    ),
-    voice: str = typer.Option("kal", "-voice", "--voice", metavar="NAME",
-                              help="kal, kal16, awb, rms, slt, or a .flitevox file."),
-    list_voices: bool = typer.Option(False, "-lv", help="List the voices and exit."),
-    setf: List[str] = typer.Option([], "--setf", metavar="F=V", help="Set a float feature."),
-    seti: List[str] = typer.Option([], "--seti", metavar="F=V", help="Set an int feature."),
-    sets: List[str] = typer.Option([], "--sets", metavar="F=V", help="Set a string feature."),
-    setany: List[str] = typer.Option([], "-s", "--set", metavar="F=V", help="Set a feature (type guessed)."),
-    ssml: bool = typer.Option(False, "-ssml", help="Read the input as SSML (spoken as one chunk)."),
-    verbose: bool = typer.Option(False, "-v", help="Say what is being done and how fast."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-    subtasks: Optional[int] = typer.Option(None, "--subtasks", min=1, metavar="N",
-                                           help="Split into N chunks [default: by text length]."),
-    workers: Optional[int] = typer.Option(None, "-j", "--workers", min=1, metavar="N",
-                                          help="Local worker processes [default: all cores]."),
-    cluster: Optional[str] = typer.Option(None, "--cluster", metavar="ADDRESS", envvar="GFLITE_CLUSTER",
-                                          help="Run on a Dask scheduler (tcp://host:8786 or tls://...)."),
-    redundancy: int = typer.Option(1, "--redundancy", min=1, metavar="K",
-                                   help="Run each chunk on K distinct providers and compare."),
-    bid: Optional[float] = typer.Option(None, "--bid", min=0, help="Most you pay per CPU-second."),
-    budget: Optional[float] = typer.Option(None, "--budget", min=0, help="Most you pay for the whole job."),
-    timeout: Optional[str] = typer.Option(None, "--timeout", metavar="T", help="Whole job (seconds or HH:MM:SS)."),
-    subtask_timeout: Optional[str] = typer.Option("600", "--subtask-timeout", metavar="T",
-                                                  help="Per chunk (seconds or HH:MM:SS)."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or notes."),
-) -> None:
-    """Convert text to speech with flite, in parallel: gflite [options] [TEXT_OR_FILE [OUTFILE]]"""
-    if version:
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a whole number, not {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
+def _price(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a number, not {value!r}") from None
+    if not math.isfinite(x) or x < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of at least 0, not {value!r}")
+    return x
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse would print the usage and exit
+        raise UsageError(f"{message} (see {PROG} --help)")
+
+
+def parser() -> argparse.ArgumentParser:
+    """flite's flags as flite spells them (-voice, -lv, -ssml, --setf...) plus g-flite's and ours.
+
+    argparse rather than typer: typer >= 0.2x coerces every value through
+    pydantic, which costs a third of gflite's 0.4 s start-up budget.
+    """
+    p = _Parser(
+        prog=PROG,
+        usage=f"{PROG} [options] [TEXT_OR_FILE [OUTFILE]]",
+        description="Convert text to speech with flite, in parallel, as sandboxed subtasks. "
+        "Existing flite commands work with a g in front.",
+        epilog=EPILOG,
+        add_help=False,
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("positional", nargs="*", metavar="TEXT_OR_FILE [OUTFILE]",
+                   help="a file to read if one exists by that name (- is stdin), else text to say; then the output")
+    flite = p.add_argument_group("flite's options")
+    flite.add_argument("-h", "--help", "-?", action="help", help="show this help and exit")
+    flite.add_argument("--version", action="store_true", help="print the version and exit")
+    flite.add_argument("-t", dest="text", metavar="TEXT", help="say TEXT (as one utterance, as flite does)")
+    flite.add_argument("-f", dest="file", metavar="FILE", help="read the text from FILE (- is stdin)")
+    flite.add_argument("-o", dest="output", metavar="OUTFILE",
+                       help="write audio here: .wav, .mp3, .ogg, .flac; - is WAV on stdout; "
+                       "none discards it; play (the default) plays it")
+    flite.add_argument("-voice", "--voice", default="kal", metavar="NAME",
+                       help="kal (default), kal16, awb, rms, slt, or a .flitevox file")
+    flite.add_argument("-lv", dest="list_voices", action="store_true", help="list the voices and exit")
+    flite.add_argument("--setf", action="append", default=[], metavar="F=V", help="set a float feature")
+    flite.add_argument("--seti", action="append", default=[], metavar="F=V", help="set an int feature")
+    flite.add_argument("--sets", action="append", default=[], metavar="F=V", help="set a string feature")
+    flite.add_argument("-s", "--set", dest="setany", action="append", default=[], metavar="F=V",
+                       help="set a feature (type guessed)")
+    flite.add_argument("-ssml", action="store_true", help="read the input as SSML (spoken as one chunk)")
+    flite.add_argument("-v", dest="verbose", action="store_true", help="say what is being done and how fast")
+    g = p.add_argument_group("parallel and distributed")
+    g.add_argument("--subtasks", type=_positive_int, metavar="N",
+                   help="split into N chunks (default: by text length and voice)")
+    g.add_argument("-j", "--workers", type=_positive_int, metavar="N",
+                   help="local worker processes (default: all cores)")
+    g.add_argument("--timeout", metavar="T", help="for the whole job, in seconds or HH:MM:SS")
+    g.add_argument("--subtask-timeout", default="600", metavar="T",
+                   help="for each chunk, in seconds or HH:MM:SS (default: 600)")
+    g.add_argument("--cluster", default=os.environ.get("GFLITE_CLUSTER") or None, metavar="ADDRESS",
+                   help="run on a Dask scheduler, tcp://host:8786 or tls://... (env GFLITE_CLUSTER)")
+    g.add_argument("--redundancy", type=_positive_int, default=1, metavar="K",
+                   help="run each chunk on K distinct providers and compare")
+    g.add_argument("--bid", type=_price, metavar="PRICE", help="most you pay per CPU-second")
+    g.add_argument("--budget", type=_price, metavar="AMOUNT", help="most you pay for the whole job")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes, only errors")
+    return p
+
+
+EPILOG = """exit codes: 0 ok, 1 other error, 2 bad usage, 3 bad input text or voice,
+  5 a chunk failed or the job timed out, 6 providers disagreed, 7 bid or budget,
+  8 cluster, 9 output, 130 interrupted (finished chunks are cached: rerun to resume)
+
+examples:
+  gflite book.txt book.mp3                   flite's positional form
+  gflite -voice slt -f book.txt -o book.wav  flite's flags
+  gflite book.txt -o - | aplay               starts playing after the first chunk
+"""
+
+
+def run(argv: Optional[List[str]] = None) -> None:
+    """Parse ``argv`` and do what it asks; raises GfliteError subclasses."""
+    args = parser().parse_intermixed_args(argv)
+    if args.version:
         _print_version()
         return
-    if list_voices:
+    if args.list_voices:
         _list_voices()
         return
+    text, file, output, voice = args.text, args.file, args.output, args.voice
+    positional, quiet, verbose = args.positional, args.quiet, args.verbose
 
     from gflite import pipeline, synth
 
-    pos = list(positional or [])
-    source: Optional[pipeline.Source] = None
     if text is not None and file is not None:
         raise UsageError("give -t TEXT or -f FILE, not both")
+    pos = list(positional or [])
     if text is not None:
         source = pipeline.Source("text", text)
     elif file is not None:
         source = pipeline.Source("stdin", "-") if file == "-" else pipeline.Source("file", file)
     elif pos:
-        first = pos.pop(0)
-        if first == "-":
-            source = pipeline.Source("stdin", "-")
-        elif os.path.exists(first):
-            source = pipeline.Source("file", first)
-        else:
-            source = pipeline.Source("text", first)
+        source = _positional_source(pos.pop(0))
     else:
+        if sys.stdin.isatty():
+            raise UsageError(f"no text to say: give TEXT, -t TEXT, -f FILE, or pipe text in (see {PROG} --help)")
         source = pipeline.Source("stdin", "-")  # as flite: no input means stdin
     if pos:
         if output is not None:
             raise UsageError(f"two outputs: -o {output} and {pos[0]}")
         output = pos.pop(0)
     if pos:
-        raise UsageError(f"unexpected argument {pos[0]!r}")
+        raise UsageError(f"unexpected extra argument {pos[0]!r}")
     output = output or "play"
+    if output == pipeline.STDOUT and sys.stdout.isatty():
+        raise OutputError("refusing to write WAV audio to a terminal: redirect it (-o - > out.wav) or give -o FILE")
 
     features = tuple(
         synth.parse_feature(flag, fv)
-        for flag, values in (("--setf", setf), ("--seti", seti), ("--sets", sets), ("-s", setany))
+        for flag, values in (("--setf", args.setf), ("--seti", args.seti), ("--sets", args.sets), ("-s", args.setany))
         for fv in values
     )
     job = pipeline.Job(
         source=source,
-        output="-" if output == "play" else output,
-        options=synth.SynthOptions(voice=synth.resolve_voice(voice), features=features, ssml=ssml),
-        subtasks=subtasks,
-        workers=workers,
-        cluster=cluster,
-        redundancy=redundancy,
-        bid=bid,
-        budget=budget,
-        timeout=_duration(timeout, "--timeout"),
-        subtask_timeout=_duration(subtask_timeout, "--subtask-timeout") or 600.0,
+        output=pipeline.STDOUT if output == "play" else output,
+        options=synth.SynthOptions(voice=synth.resolve_voice(voice), features=features, ssml=args.ssml),
+        subtasks=args.subtasks,
+        workers=args.workers,
+        cluster=args.cluster,
+        redundancy=args.redundancy,
+        bid=args.bid,
+        budget=args.budget,
+        timeout=_duration(args.timeout, "--timeout"),
+        subtask_timeout=_duration(args.subtask_timeout, "--subtask-timeout") or 600.0,
     )
     if output == "play":
         _play(job, quiet, verbose)
@@ -147,16 +215,78 @@ def flite(
         _render(job, quiet, verbose)
 
 
-def _render(job, quiet: bool, verbose: bool, stdout=None) -> None:  # type: ignore[no-untyped-def]
+def _positional_source(first: str) -> pipeline.Source:
     from gflite import pipeline
 
-    import tqdm
+    if first == "-":
+        return pipeline.Source("stdin", "-")
+    if os.path.exists(first):
+        return pipeline.Source("file", first)
+    if _FILE_LIKE.match(first):
+        from gflite.errors import InputError
 
-    # tqdm's monitor thread would keep the local executor from forking its workers cheaply.
-    tqdm.tqdm.monitor_interval = 0
-    show = not quiet and sys.stderr.isatty()
-    bar = None
-    done = {"n": 0}
+        raise InputError(f"input file not found: {first} (to say it, use -t {first!r})")
+    return pipeline.Source("text", first)
+
+
+class _Bar:
+    """tqdm on stderr: chunks done, seconds of audio made, and an ETA by characters.
+
+    The ETA counts characters, not chunks (chunks grow from small to full
+    size), and only those synthesised in this run (cached chunks are instant).
+    """
+
+    def __init__(self, plan: pipeline.Plan) -> None:
+        import tqdm
+
+        # tqdm's monitor thread would keep the local executor from forking its workers cheaply.
+        tqdm.tqdm.monitor_interval = 0
+        self.plan = plan
+        self.started = time.monotonic()
+        self.fresh = 0
+        try:
+            known = os.get_terminal_size(sys.stderr.fileno()).columns > 0
+        except (OSError, ValueError):
+            known = False
+        # A terminal that does not know its size (a bare pty) says 0x0, and tqdm would draw nothing.
+        size = {"dynamic_ncols": True} if known else {"ncols": 80, "nrows": 24}
+        # Redrawn on every chunk (a few a second at most), so the last state is always shown.
+        self.bar = tqdm.tqdm(total=plan.characters, file=sys.stderr, leave=False, mininterval=0, miniters=1,
+                             desc=self._text(0, 0.0, None), bar_format="{percentage:3.0f}%|{bar}| {desc}", **size)
+
+    def _text(self, chunks: int, audio: float, eta: Optional[float]) -> str:
+        left = "?" if eta is None else _clock(eta)
+        return (f"{chunks}/{self.plan.chunks} chunks, {audio:.0f} s audio, "
+                f"{_clock(time.monotonic() - self.started)} elapsed, ETA {left}")
+
+    def update(self, p: pipeline.Progress) -> None:
+        if not p.from_cache:
+            self.fresh += p.characters
+        eta = None
+        spent = time.monotonic() - self.started
+        if self.fresh and spent > 0:
+            eta = (self.plan.characters - p.characters_done) * spent / self.fresh
+        self.bar.set_description_str(self._text(p.chunks_done, p.audio_seconds, eta), refresh=False)
+        self.bar.update(p.characters)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds + 0.5)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[BinaryIO] = None) -> None:
+    from gflite import pipeline
+
+    show_bar = not quiet and sys.stderr.isatty()
+    bar: Optional[_Bar] = None
 
     def on_plan(plan: pipeline.Plan) -> None:
         nonlocal bar
@@ -164,32 +294,41 @@ def _render(job, quiet: bool, verbose: bool, stdout=None) -> None:  # type: igno
             shown = ", ".join(f"{ch!r} x{n}" for ch, n in plan.text.dropped[:5])
             _note(f"dropped {plan.text.dropped_count} characters flite cannot say: {shown}")
         if verbose:
-            _note(f"{plan.characters} characters ({plan.text.encoding}) in {plan.chunks} chunks")
-        if show:
-            bar = tqdm.tqdm(total=plan.chunks, unit="chunk", file=sys.stderr, leave=False,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} chunks, {postfix} [{elapsed}<{remaining}]")
-            bar.set_postfix_str("0 s audio")
+            _note(f"{plan.characters} characters ({plan.text.encoding}) in {_plural(plan.chunks, 'chunk')} "
+                  f"on {_plural(plan.workers, 'worker')}")
+        if show_bar:
+            bar = _Bar(plan)
 
     def on_progress(p: pipeline.Progress) -> None:
-        done["n"] += 1
         if bar is not None:
-            bar.set_postfix_str(f"{p.audio_seconds:.0f} s audio", refresh=False)
-            bar.update(1)
+            bar.update(p)
 
+    if job.cluster:
+        from gflite.gwasm.cli import quiet_cluster_logs
+
+        quiet_cluster_logs()
     try:
         summary = pipeline.render(job, on_plan=on_plan, on_progress=on_progress, stdout=stdout)
     finally:
         if bar is not None:
             bar.close()
-    if verbose or (not quiet and job.output not in ("-", "none")):
+    if verbose or (not quiet and job.output not in (pipeline.STDOUT, pipeline.DISCARD)):
         speed = summary.audio_seconds / summary.elapsed if summary.elapsed > 0 else 0.0
-        cached = f", {summary.from_cache} from cache" if summary.from_cache else ""
-        where = "stdout" if job.output == "-" else job.output
-        _note(f"wrote {where}: {summary.audio_seconds:.1f} s of audio, {summary.chunks} chunks{cached}, "
-              f"{summary.elapsed:.1f} s ({speed:.1f}x real time)")
+        where = {pipeline.STDOUT: "stdout", pipeline.DISCARD: "nothing (-o none)"}.get(job.output, job.output)
+        _note(f"wrote {where}: {summary.audio_seconds:.1f} s of audio, {_plural(summary.chunks, 'chunk')} "
+              f"({summary.from_cache} from cache), {summary.elapsed:.1f} s ({speed:.1f}x real time)")
+    if summary.report is not None and not quiet:
+        from gflite.gwasm.cli import market_in_play
+
+        # The bill and verdicts when a cluster or market terms are in play; who was
+        # excluded for lying, always.
+        full = market_in_play(job.cluster, job.redundancy, job.bid, job.budget)
+        for line in summary.report.lines():
+            if full or line.startswith("excluded "):
+                _note(line)
 
 
-def _play(job, quiet: bool, verbose: bool) -> None:  # type: ignore[no-untyped-def]
+def _play(job: pipeline.Job, quiet: bool, verbose: bool) -> None:
     """flite's default output: play it. We stream WAV into a local player."""
     player = None
     if shutil.which("aplay"):
@@ -199,12 +338,21 @@ def _play(job, quiet: bool, verbose: bool) -> None:  # type: ignore[no-untyped-d
     if player is None:
         raise OutputError("no audio player (aplay or sox's play) to play to; give -o FILE, or -o - for stdout")
     proc = subprocess.Popen(player, stdin=subprocess.PIPE)
+    assert proc.stdin is not None
     try:
         _render(job, quiet, verbose, stdout=proc.stdin)
+    except OutputError as exc:
+        if not isinstance(exc.__context__, BrokenPipeError):
+            raise
+        # The player quit early: its exit code says why, below.
     finally:
-        if proc.stdin:
+        try:
             proc.stdin.close()
-        proc.wait()
+        except BrokenPipeError:
+            pass
+        code = proc.wait()
+    if code != 0:
+        raise OutputError(f"the audio player {player[0]} failed (exit code {code}); give -o FILE to write a file")
 
 
 def _flite_stdout(*args: str, exit_code: int = 0) -> str:
@@ -230,30 +378,38 @@ def _list_voices() -> None:
     sys.stdout.write(_flite_stdout("-lv"))
 
 
-def _usage_error_types() -> tuple[type[BaseException], ...]:
-    from gflite.gwasm.cli import _usage_error_types as types
-
-    return types()
+def _silence_stdout() -> None:
+    """The reader of stdout is gone: stop Python's exit-time flush from complaining."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """The ``gflite`` console script."""
+    """The ``gflite`` console script: run, then exit with the documented code."""
+    code = 0
     try:
-        code = app(args=argv, prog_name=PROG, standalone_mode=False)
-    except _usage_error_types() as exc:
-        _error(f"{exc.format_message()} (see {PROG} --help)")  # type: ignore[attr-defined]
-        code = UsageError.exit_code
-    except (typer.Abort, KeyboardInterrupt):
-        _error("interrupted; finished chunks are cached, rerun to resume")
+        run(argv)
+    except KeyboardInterrupt:
+        # Raised wherever Ctrl-C found us; the pipeline's cleanup has run on the way out.
+        _error(INTERRUPTED)
         code = Interrupted.exit_code
     except BrokenPipeError:
         # The reader went away (e.g. `gflite ... -o - | head`): not our error.
-        sys.stderr.close()
-        code = 0
+        _silence_stdout()
+    except OutputError as exc:
+        if isinstance(exc.__context__, BrokenPipeError):
+            _silence_stdout()
+        else:
+            _error(str(exc))
+            code = exc.exit_code
     except GfliteError as exc:
         _error(str(exc))
         code = exc.exit_code
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,37 @@
 """The whole job, stage by stage: text → chunks → subtasks → execution → stitching.
 
 ``render`` is what ``gflite`` runs; the CLI only turns flags into a
-:class:`Job` and draws progress from the :class:`Progress` events.
+:class:`Job` and draws progress from the :class:`Plan` and :class:`Progress`
+events it is handed.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, BinaryIO
 
-from gflite import chunking, stitching, synth
+from gflite import synth
+from gflite.errors import OutputError
 from gflite.gwasm.subtask import Limits, SubtaskResult
 from gflite.text import Text, decode, from_string, read_text
 
+if TYPE_CHECKING:
+    from gflite import stitching
+    from gflite.chunking import Chunk
+    from gflite.gwasm.cache import ResultCache
+    from gflite.gwasm.execution import TaskReport
+
 STDIN = "-"
+STDOUT = "-"
+# A chunk's audio is about 1.9 kB of 16 kHz samples per character, and its WAV
+# is held a few times over in flight (the guest, the worker's pipe, the parent's
+# unpickling): 8000 characters is ~15 MB, which keeps the whole process tree of
+# a fast voice (kal16 would take 20000) well under 300 MB.
+MAX_CHUNK_CHARS = 8000
+DISCARD = "none"  # flite's "-o none": synthesise, write nothing
 
 
 @dataclass(frozen=True)
@@ -25,6 +40,10 @@ class Source:
 
     kind: str  # "file" | "stdin" | "text"
     value: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("file", "stdin", "text"):
+            raise ValueError(f"unknown source kind {self.kind!r}")
 
     def read(self, stdin: BinaryIO | None = None) -> Text:
         if self.kind == "text":
@@ -36,45 +55,66 @@ class Source:
 
 @dataclass(frozen=True)
 class Job:
+    """Everything one ``gflite`` run does, decided before any work starts."""
+
     source: Source
-    output: str  # a path, "-" (stdout), or "none" (discard, as flite)
+    output: str  # a path, "-" (WAV on stdout), or "none" (discard, as flite)
     options: synth.SynthOptions
-    subtasks: int | None = None
-    workers: int | None = None
+    subtasks: int | None = None  # N roughly equal chunks; None: sized by voice
+    workers: int | None = None  # local worker processes; None: all cores
     cluster: str | None = None
     redundancy: int = 1
     bid: float | None = None
     budget: float | None = None
-    timeout: float | None = None
+    timeout: float | None = None  # whole job, seconds
     subtask_timeout: float = 600.0
     retries: int = 2
+    target_chars: int | None = None  # chunk size; None: chunking's default for the voice
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What is about to run, reported before any work starts."""
+    """What is about to run, reported before any synthesis starts."""
 
     text: Text
     chunks: int
     characters: int
+    workers: int  # worker slots of the executor
 
 
 @dataclass(frozen=True)
 class Progress:
-    """One finished chunk (in completion order) and the audio written so far."""
+    """One finished chunk (in completion order) and the totals so far."""
 
     result: SubtaskResult
     from_cache: bool
-    audio_seconds: float
+    characters: int  # this chunk's
+    chunks_done: int
+    characters_done: int
+    audio_seconds: float  # audio made so far, by every finished chunk
 
 
 @dataclass(frozen=True)
 class Summary:
     chunks: int
     from_cache: int
-    audio_seconds: float
+    characters: int
+    audio_seconds: float  # audio written
     elapsed: float
     output: str
+    report: TaskReport | None = None  # providers' bill, verification verdicts
+
+
+def plan_chunks(text: str, job: Job) -> tuple[Chunk, ...]:
+    """Where the text is cut, from the text and the job's chunking options alone."""
+    from gflite import chunking
+
+    if job.options.ssml or job.source.kind == "text":
+        # flite speaks -t TEXT as one utterance, and SSML tags may span any
+        # break: both must reach flite whole to sound as flite makes them.
+        return chunking.split(text, subtasks=1)
+    target = job.target_chars or min(chunking.target_chars_for(job.options.voice.cost_name), MAX_CHUNK_CHARS)
+    return chunking.split(text, subtasks=job.subtasks, target_chars=target)
 
 
 def render(
@@ -84,82 +124,153 @@ def render(
     stdout: BinaryIO | None = None,
     on_plan: Callable[[Plan], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    cache: ResultCache | None = None,
 ) -> Summary:
     """Synthesise ``job`` and write its audio; returns what was done.
 
-    The output is opened before any synthesis (a bad path fails at once) and
-    written as results arrive in chunk order; on any error it is discarded,
-    while finished chunks stay in the result cache so a rerun resumes.
+    ``cache`` holds finished chunks (default: the user's result cache).
+
+    The output is opened first (a bad path or format fails before the input is
+    read) and written in chunk order as results arrive, so ``-o -`` starts
+    as soon as the first chunk is ready. On any error or interrupt it is
+    discarded; finished chunks stay in the result cache, so a rerun resumes.
     """
-    from gflite.flitewasm import program as flite_program
-    from gflite.gwasm import execution
-    from gflite.gwasm.cache import ResultCache
-    from gflite.gwasm.executors import make_executor
-
     started = time.monotonic()
-    text = job.source.read(stdin)
-    literal = job.source.kind == "text"
-    if job.options.ssml or literal:
-        # flite speaks -t TEXT as one utterance, and SSML tags may span any
-        # break: both must reach flite whole to sound as flite makes them.
-        chunks = chunking.split(text.text, subtasks=1)
-    else:
-        chunks = chunking.split(text.text, subtasks=job.subtasks)
-    tasks = synth.subtasks(chunks, job.options, literal=literal)
-    if on_plan is not None:
-        on_plan(Plan(text=text, chunks=len(chunks), characters=len(text.text)))
-
-    program = flite_program()
-    limits = Limits(subtask_timeout=job.subtask_timeout)
     writer = _open(job.output, stdout, job.options.voice.rate)
-    cached = 0
-
-    def progress(result: SubtaskResult, from_cache: bool) -> None:
-        nonlocal cached
-        cached += from_cache
-        if on_progress is not None:
-            on_progress(Progress(result, from_cache, writer.seconds if writer else 0.0))
-
     try:
-        with make_executor(workers=job.workers, cluster=job.cluster) as executor:
-            results = execution.run(
-                executor,
-                program,
-                tasks,
-                limits,
-                retries=job.retries,
-                task_timeout=job.timeout,
-                cache=ResultCache(),
-                on_result=progress,
-            )
-            try:
-                for result in results:
-                    if writer is not None:
-                        writer.add(dict(result.outputs)[synth.OUT_NAME])
-            finally:
-                results.close()  # type: ignore[attr-defined]
+        summary = _render(job, writer, stdin, on_plan, on_progress, cache, started)
         if writer is not None:
             writer.close()
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
+    return replace(summary, audio_seconds=writer.seconds if writer is not None else summary.audio_seconds)
+
+
+def _render(
+    job: Job,
+    writer: stitching.AudioWriter | None,
+    stdin: BinaryIO | None,
+    on_plan: Callable[[Plan], None] | None,
+    on_progress: Callable[[Progress], None] | None,
+    cache: ResultCache | None,
+    started: float,
+) -> Summary:
+    from gflite.flitewasm import program as flite_program
+    from gflite.gwasm import execution
+    from gflite.gwasm.cache import ResultCache
+    from gflite.gwasm.executors import make_executor
+    from gflite.gwasm.market import Market
+
+    text = job.source.read(stdin)
+    chunks = plan_chunks(text.text, job)
+    tasks = synth.subtasks(chunks, job.options, literal=job.source.kind == "text")
+    sizes = {c.index: len(c.text) for c in chunks}
+    program = flite_program()
+    limits = Limits(subtask_timeout=job.subtask_timeout)
+    market = Market(bid=job.bid, budget=job.budget)
+    report = execution.TaskReport()
+
+    done = {"chunks": 0, "cached": 0, "chars": 0, "audio": 0.0}
+
+    def finished(result: SubtaskResult, from_cache: bool) -> None:
+        done["chunks"] += 1
+        done["cached"] += from_cache
+        done["chars"] += sizes[result.index]
+        if result.ok:
+            done["audio"] += _audio_seconds(result)
+        if on_progress is not None:
+            on_progress(
+                Progress(
+                    result=result,
+                    from_cache=from_cache,
+                    characters=sizes[result.index],
+                    chunks_done=done["chunks"],
+                    characters_done=done["chars"],
+                    audio_seconds=done["audio"],
+                )
+            )
+
+    with make_executor(workers=job.workers, cluster=job.cluster) as executor:
+        if on_plan is not None:
+            on_plan(Plan(text=text, chunks=len(chunks), characters=len(text.text),
+                         workers=len(executor.providers())))
+        results = execution.run(
+            executor,
+            program,
+            tasks,
+            limits,
+            retries=job.retries,
+            task_timeout=job.timeout,
+            cache=cache if cache is not None else ResultCache(),
+            on_result=finished,
+            redundancy=job.redundancy,
+            market=market,
+            first_estimate=_cpu_estimate(chunks, job),
+            report=report,
+        )
+        try:
+            for result in results:
+                if writer is not None:
+                    writer.add(dict(result.outputs)[synth.OUT_NAME])
+                    _flush(writer)
+                # execution.run drops each result's audio once handed over, so a
+                # book is never held in memory.
+        finally:
+            results.close()  # type: ignore[attr-defined]
     return Summary(
         chunks=len(tasks),
-        from_cache=cached,
-        audio_seconds=writer.seconds if writer else 0.0,
+        from_cache=done["cached"],
+        characters=len(text.text),
+        audio_seconds=done["audio"],
         elapsed=time.monotonic() - started,
         output=job.output,
+        report=report,
     )
 
 
-def _open(output: str, stdout: BinaryIO | None, rate: int) -> stitching.AudioWriter | None:
-    if output == "none":
-        return None
-    if output != STDIN:
-        parent = Path(output).parent
-        if not parent.is_dir():
-            from gflite.errors import OutputError
+def _cpu_estimate(chunks: tuple[Chunk, ...], job: Job) -> float:
+    """CPU-seconds the budget holds for a chunk before any has finished: the
+    voice's cost model for the longest chunk, doubled (execution learns the real
+    rate from the first result)."""
+    from gflite import chunking
 
-            raise OutputError(f"output directory does not exist: {parent}")
+    costs = chunking.VOICE_SECONDS_PER_KCHAR
+    per_kchar = costs.get(job.options.voice.cost_name, max(costs.values()))
+    longest = max((len(c.text) for c in chunks), default=0)
+    return 2 * 2.0 * per_kchar * max(longest, 100) / 1000  # flite.wasm ~2x native flite
+
+
+def _audio_seconds(result: SubtaskResult) -> float:
+    from gflite.stitching import parse_wav
+
+    try:
+        fmt, pcm = parse_wav(dict(result.outputs)[synth.OUT_NAME])
+    except (KeyError, OutputError):
+        return 0.0  # reported when the piece is written
+    return len(pcm) / fmt.block_align / fmt.sample_rate
+
+
+def _flush(writer: stitching.AudioWriter) -> None:
+    """Push a streamed piece out now: a player downstream starts on the first chunk."""
+    stream = getattr(writer, "stream", None)
+    if stream is None:
+        return
+    try:
+        stream.flush()
+    except BrokenPipeError:
+        raise OutputError("the program reading gflite's output closed the pipe")  # noqa: B904 (cli checks __context__)
+    except OSError as e:
+        raise OutputError(f"cannot write to stdout: {e.strerror or e}") from None
+
+
+def _open(output: str, stdout: BinaryIO | None, rate: int) -> stitching.AudioWriter | None:
+    if output == DISCARD:
+        return None
+    from gflite import stitching
+
+    if output != STDOUT and os.path.isdir(output):
+        raise OutputError(f"output {output} is a directory; give a file name such as {os.path.join(output, 'out.wav')}")
+
     return stitching.open_output(output, stdout=stdout, default_rate=rate)

@@ -373,11 +373,13 @@ class WavStreamWriter(AudioWriter):
         self._send(wav_header(fmt, _UNKNOWN))
 
     def _write(self, pcm: memoryview) -> None:
-        self._send(pcm)
+        self._send(pcm, flush=True)  # a player downstream starts on the first piece
 
-    def _send(self, data: bytes | memoryview) -> None:
+    def _send(self, data: bytes | memoryview, flush: bool = False) -> None:
         try:
             self.stream.write(data)
+            if flush:
+                self.stream.flush()
         except BrokenPipeError:
             raise OutputError("the program reading gflite's output closed the pipe") from None
         except OSError as e:

@@ -21,19 +21,29 @@ VOICE_FILE = "voice.flitevox"
 # flite's --seti/--setf/--sets/--set take NAME=VALUE; NAME is a feature name.
 _FEATURE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*=.*$", re.S)
 FEATURE_FLAGS = ("--seti", "--setf", "--sets", "-s")
+VOX_MAGIC = b"CMU_FLITE_CG_VOXDATA"
 
 
 @dataclass(frozen=True)
 class Voice:
     """A built-in voice by name, or a ``.flitevox`` file shipped with every subtask."""
 
-    name: str
+    name: str  # the built-in name, or the voice file's stem
     flitevox: bytes | None = None
 
     @property
     def rate(self) -> int:
-        """Sample rate flite gives this voice (a voice file may say otherwise)."""
-        return 8000 if self.name == "kal" else 16000
+        """Sample rate flite gives this voice; used only when no chunk has any audio."""
+        return 8000 if self.name == "kal" and self.flitevox is None else 16000
+
+    @property
+    def cost_name(self) -> str:
+        """The built-in voice whose speed this one has, for sizing chunks.
+
+        Voice files are clustergen voices (kal's diphones cannot be dumped);
+        their cost is taken as slt's, the voice they are usually dumped from.
+        """
+        return self.name if self.flitevox is None else "slt"
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,9 @@ def resolve_voice(name: str) -> Voice:
     """
     if name in VOICES:
         return Voice(name)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", name) and not name.startswith("file://"):
+        # flite would fetch it; subtasks get no network, and neither does gflite.
+        raise InputError(f"voice URLs are not supported ({name}): download the .flitevox file and give its path")
     path = Path(name[len("file://"):] if name.startswith("file://") else name)
     if path.suffix == ".flitevox" or "/" in name:
         try:
@@ -67,15 +80,34 @@ def resolve_voice(name: str) -> Voice:
         except OSError as exc:
             raise InputError(f"cannot read voice file {path}: {exc.strerror or exc}") from None
         # flite's voice files start with this magic; anything else would make it fall back silently.
-        if not data.startswith(b"CMU_FLITE_CG_VOXDATA"):
+        if not data.startswith(VOX_MAGIC):
             raise InputError(f"{path} is not a flite voice file (.flitevox)")
         return Voice(path.stem, data)
     raise InputError(f"unknown voice {name!r}; flite.wasm has {', '.join(VOICES)} (or give a .flitevox file)")
 
 
+# What flite's own parser (flite_main.c's ef_set) takes for each type.
+_INT = re.compile(r"^[+-]?[0-9]+$")
+_FLOAT = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+
+
 def parse_feature(flag: str, fv: str) -> tuple[str, str]:
+    """Check one ``--seti/--setf/--sets/-s NAME=VALUE`` and return ``(flag, fv)``.
+
+    flite reads a bad number as 0 without a word (``atoi``/``atof``), which
+    would silently make e.g. ``duration_stretch`` zero; we refuse it instead.
+    """
+    if flag not in FEATURE_FLAGS:
+        raise ValueError(f"not a feature flag: {flag}")
     if not _FEATURE.match(fv):
         raise UsageError(f"{flag} takes NAME=VALUE, not {fv!r}")
+    value = fv.split("=", 1)[1]
+    if flag == "--seti" and not _INT.match(value):
+        raise UsageError(f"{flag} {fv}: {value!r} is not an integer")
+    if flag == "--setf" and not _FLOAT.match(value):
+        raise UsageError(f"{flag} {fv}: {value!r} is not a number")
+    if len(fv.encode("utf-8")) > 4096:
+        raise UsageError(f"{flag} value is too long")
     return (flag, fv)
 
 

@@ -166,9 +166,19 @@ class Cluster:
     def signal(self, name: str, sig: int = signal.SIGKILL) -> None:
         os.killpg(self.workers[name].proc.pid, sig)
 
+    def remove_worker(self, name: str) -> None:
+        """Stop a worker (and its process group) and forget it."""
+        self._stop([self.workers.pop(name).proc])
+
+    def running(self, name: str) -> bool:
+        """Whether the worker is running a guest right now: its sandbox keeps one
+        private directory per running attempt in the worker's TMPDIR."""
+        return any((self.workdir / f"tmp-{name}").glob("gwasm-attempt-*"))
+
     def _check_alive(self, proc: subprocess.Popen, log: Path, deadline: float) -> None:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[2]} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+            tail = log.read_text()[-3000:]
+            raise RuntimeError(f"{proc.args[2]} exited {proc.returncode}:\n{tail}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{proc.args[2]} did not start in time:\n{log.read_text()[-3000:]}")
 

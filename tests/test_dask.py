@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -121,6 +122,30 @@ def test_price_declaration(monkeypatch: pytest.MonkeyPatch) -> None:
     assert info["price"] == 0.5
 
 
+def test_worker_answers_are_checked_not_trusted() -> None:
+    st = echo_subtask(4, "x")
+    attempt = dask_executor._Attempt(cf.Future(), st, "0" * 64, "tcp://w:1", deadline=0.0)
+    attempt.started = time.monotonic() - 2.0
+    honest = SubtaskResult(4, "echo-4", ok=True, outputs=(("out.txt", b"x\0"),),
+                           provider="tcp://other:2", seconds=1.5)
+    lie = SubtaskResult(4, "echo-4", ok=True, outputs=(("out.txt", b"y\0"),), seconds=99.0,
+                        digest=honest.digest)
+    r = dask_executor._checked(attempt, honest)
+    assert r.ok and r.digest == honest.digest and r.provider == "tcp://w:1" and r.seconds == 1.5
+    r = dask_executor._checked(attempt, lie)
+    assert r.ok and r.digest != honest.digest  # recomputed from the bytes it sent
+    assert 2.0 <= r.seconds < 10  # billed no more than the wall time waited
+    for bad, why in [
+        ("not a result", "a malformed result"),
+        (replace(honest, index=5), "the result of subtask 5"),
+        (replace(honest, outputs=(("other.txt", b"x"),)), "outputs other than the ones asked for"),
+        (replace(honest, outputs=(("out.txt", 10**12),)), "a malformed result"),
+        (replace(honest, stdout="text"), "a malformed result"),
+    ]:
+        r = dask_executor._checked(attempt, bad)
+        assert not r.ok and r.reason == f"provider tcp://w:1 returned {why}"
+
+
 def test_unreachable_scheduler_is_one_clear_error_quickly() -> None:
     start = time.monotonic()
     with pytest.raises(ClusterError) as err:
@@ -187,6 +212,22 @@ def test_pinned_attempts_run_on_that_worker_with_the_engines_output(
 
 
 @pytest.mark.slow
+def test_the_programs_settings_reach_the_worker(cluster: Cluster, executor, wat_program) -> None:
+    # nan.wat writes a NaN's bits: with canonicalisation off, x86 keeps its payload.
+    canonical = wat_program("nan")
+    native = replace(canonical, nan_canonicalization=False)
+    st = Subtask(0, "nan", (), (), ("out.bin",))
+    bob = cluster.workers["bob"].address
+    got = {}
+    for program in (canonical, native):
+        r = executor.submit(program, st, LIMITS, provider=bob).result(timeout=60)
+        assert r.ok, r.reason
+        assert r.outputs == sandbox.run_subtask(program, st, LIMITS).outputs
+        got[program.nan_canonicalization] = r.outputs
+    assert got[True] != got[False]
+
+
+@pytest.mark.slow
 def test_program_reaches_each_worker_once(cluster: Cluster, executor, tmp_path: Path) -> None:
     program = make_program(tmp_path, ECHO_WAT, nonce=uuid.uuid4().hex[:5])
     used = [cluster.workers[n].address for n in ("alice", "bob")]
@@ -213,8 +254,8 @@ def test_hung_guests_are_killed_and_the_worker_keeps_working(
     bob = cluster.workers["bob"].address
     for wat in (SPIN_WAT, SLEEP_WAT):
         start = time.monotonic()
-        r = executor.submit(make_program(tmp_path, wat), echo_subtask(0), Limits(subtask_timeout=1.0),
-                            provider=bob).result(timeout=60)
+        r = executor.submit(make_program(tmp_path, wat), echo_subtask(0),
+                            Limits(subtask_timeout=1.0), provider=bob).result(timeout=60)
         assert not r.ok and r.reason.startswith("timeout"), r.reason
         assert time.monotonic() - start < 20
     r = executor.submit(echo, echo_subtask(1, "still", "here"), LIMITS, provider=bob).result(60)
@@ -412,3 +453,25 @@ def test_a_cancelled_attempt_frees_its_worker(cluster: Cluster, executor, echo: 
     start = time.monotonic()
     r = executor.submit(echo, echo_subtask(0, "next"), LIMITS, provider=bob).result(timeout=60)
     assert r.ok and time.monotonic() - start < 10
+
+
+@pytest.mark.slow
+def test_losing_the_scheduler_fails_attempts_then_refuses_work(tmp_path: Path) -> None:
+    spin = make_program(tmp_path, SPIN_WAT)
+    with Cluster(tmp_path / "cluster") as c:
+        c.add_worker("only")
+        c.wait()
+        with DaskExecutor(c.address, connect_timeout=2) as ex:
+            f = spin_until_running(ex, c.workers["only"].address, tmp_path)
+            os.killpg(c._scheduler.pid, signal.SIGKILL)
+            r = f.result(timeout=30)
+            assert not r.ok and r.reason == f"lost the cluster scheduler {c.address}"
+
+            def refused() -> bool:
+                try:
+                    ex.submit(spin, echo_subtask(1), LIMITS)
+                except ClusterError as exc:
+                    return "lost the cluster scheduler" in str(exc)
+                return False
+
+            wait_until(refused, timeout=30)

@@ -1,24 +1,27 @@
 """execution.run on a real LocalExecutor: ordered streaming, retries, failures that
-report every subtask, the task timeout, resuming from the result cache, and
-cancelling on close.
+report every subtask, the task timeout, resuming from the result cache,
+cancelling on close, verification by redundancy, the bid and the budget.
 
-Two thin executor wrappers stand for what a network of providers does to us:
-counting submissions, and a provider that loses the first attempt.
+Thin executor wrappers stand for what a network of providers does to us:
+counting submissions, a provider that loses the first attempt, providers with
+prices, and providers that lie about their outputs.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from gflite.errors import ExecutionError
+from gflite.errors import ExecutionError, MarketError, VerificationError
 from gflite.gwasm import execution
 from gflite.gwasm.cache import ResultCache
 from gflite.gwasm.executors.base import Executor, Provider
 from gflite.gwasm.executors.local import LocalExecutor
+from gflite.gwasm.market import Market
 from gflite.gwasm.subtask import Limits, Program, Subtask, SubtaskResult
 
 WatProgram = Callable[[str], Program]
@@ -26,11 +29,15 @@ LIMITS = Limits(memory_bytes=64 << 20, subtask_timeout=20.0, output_bytes=1 << 2
 
 
 class Counting(Executor):
-    """Passes attempts to a real executor and remembers them."""
+    """Passes attempts to a real executor and remembers them: which subtask, on
+    which provider, and the most attempts a provider held at once."""
 
     def __init__(self, inner: Executor) -> None:
         self.inner = inner
         self.submitted: list[tuple[str, Future[SubtaskResult]]] = []
+        self.placed: list[tuple[str, str | None]] = []  # (subtask, provider)
+        self.holding: dict[str | None, int] = {}
+        self.most = 0
 
     def providers(self) -> tuple[Provider, ...]:
         return self.inner.providers()
@@ -38,10 +45,22 @@ class Counting(Executor):
     def submit(self, program: Program, subtask: Subtask, limits: Limits, provider: str | None = None):  # type: ignore[no-untyped-def]
         future = self.inner.submit(program, subtask, limits, provider)
         self.submitted.append((subtask.name, future))
+        self.placed.append((subtask.name, provider))
+        self.holding[provider] = self.holding.get(provider, 0) + 1
+        self.most = max(self.most, self.holding[provider])
+
+        def done(_: Future[SubtaskResult]) -> None:
+            self.holding[provider] -= 1
+
+        future.add_done_callback(done)
         return future
 
     def names(self) -> list[str]:
         return [name for name, _ in self.submitted]
+
+    def on(self, name: str) -> list[str | None]:
+        """The providers attempts of subtask ``name`` were placed on."""
+        return [p for n, p in self.placed if n == name]
 
 
 class LosesFirstAttempt(Counting):
@@ -189,17 +208,208 @@ def test_closing_early_cancels_pending_work(local: LocalExecutor, wat_program: W
     assert time.monotonic() - started < 5
 
 
+class Priced(Counting):
+    """Local worker slots that ask a price per CPU-second (``prices``), and may bill a
+    fixed number of CPU-seconds per result (``bills``), as a provider reports them."""
+
+    def __init__(self, inner: Executor, prices: dict[str, float], bills: float | None = None) -> None:
+        super().__init__(inner)
+        self.prices = prices
+        self.bills = bills
+
+    def providers(self) -> tuple[Provider, ...]:
+        return tuple(Provider(p.id, self.prices.get(p.id, 0.0)) for p in self.inner.providers())
+
+    def submit(self, program: Program, subtask: Subtask, limits: Limits, provider: str | None = None):  # type: ignore[no-untyped-def]
+        inner = super().submit(program, subtask, limits, provider)
+        if self.bills is None:
+            return inner
+        outer: Future[SubtaskResult] = Future()
+        inner.add_done_callback(lambda f: outer.set_result(replace(f.result(), seconds=self.bills)))
+        return outer
+
+
+class Lying(Counting):
+    """Providers in ``liars`` append their tag to every output they return."""
+
+    def __init__(self, inner: Executor, liars: dict[str, bytes]) -> None:
+        super().__init__(inner)
+        self.liars = liars
+
+    def submit(self, program: Program, subtask: Subtask, limits: Limits, provider: str | None = None):  # type: ignore[no-untyped-def]
+        inner = super().submit(program, subtask, limits, provider)
+        tag = self.liars.get(provider or "")
+        if tag is None:
+            return inner
+        outer: Future[SubtaskResult] = Future()
+
+        def lie(f: Future[SubtaskResult]) -> None:
+            r = f.result()
+            if r.ok:
+                r = replace(r, outputs=tuple((rel, data + tag) for rel, data in r.outputs), digest="")
+            if not outer.cancelled():
+                outer.set_result(r)
+
+        outer.add_done_callback(lambda f: inner.cancel() if f.cancelled() else None)
+        inner.add_done_callback(lie)
+        return outer
+
+
+def outputs(results) -> list:  # type: ignore[no-untyped-def]
+    return [r.outputs for r in results]
+
+
+HONEST = [(("out.txt", b"NUMBER %d" % i),) for i in range(6)]
+
+
+def test_work_goes_to_free_providers_one_attempt_each(local: LocalExecutor, wat_program: WatProgram) -> None:
+    counting = Counting(local)
+    results = list(execution.run(counting, wat_program("sleep"), [sleeper(i, 300) for i in range(6)], LIMITS))
+    assert [r.outputs[0][1] for r in results] == [b"slept 300"] * 6
+    assert counting.most == 1  # never queued behind another attempt on a provider
+    assert {p for _, p in counting.placed} == {"local-0", "local-1", "local-2"}
+
+
+def test_redundancy_runs_each_subtask_on_k_distinct_providers_same_output(
+    local: LocalExecutor, wat_program: WatProgram
+) -> None:
+    counting = Counting(local)
+    report = execution.TaskReport()
+    results = list(execution.run(counting, wat_program("upper"), [upper(i) for i in range(6)], LIMITS,
+                                 redundancy=2, report=report))
+    assert outputs(results) == HONEST
+    for i in range(6):
+        placed = counting.on(f"s{i}")
+        assert len(placed) == 2 and len(set(placed)) == 2
+    # A verified result names the providers that agreed on it.
+    assert all(len(r.provider.split("+")) == 2 for r in results)
+    assert report.verified == 6 and report.disagreements == [] and report.rejected == {}
+    assert report.lines()[0] == "verified 6 subtasks on 2 providers each; 0 with disagreeing results"
+    with pytest.raises(MarketError, match="redundancy 4 needs 4 distinct providers"):
+        list(execution.run(counting, wat_program("upper"), [upper(0)], LIMITS, redundancy=4))
+
+
+def test_a_liar_is_outvoted_excluded_named_and_unpaid(local: LocalExecutor, wat_program: WatProgram) -> None:
+    prices = {"local-0": 0.01, "local-1": 0.02, "local-2": 0.03}
+    liar = Lying(Priced(local, prices), {"local-0": b"[lie]"})
+    liar.providers = liar.inner.providers  # type: ignore[method-assign]
+    report = execution.TaskReport()
+    placed_before_exclusion: list[int] = []
+
+    def on_result(result: SubtaskResult, cached: bool) -> None:
+        if report.rejected and not placed_before_exclusion:
+            placed_before_exclusion.append(len(liar.placed))
+
+    results = list(execution.run(liar, wat_program("upper"), [upper(i) for i in range(6)], LIMITS,
+                                 redundancy=2, report=report, on_result=on_result))
+    assert outputs(results) == HONEST
+    assert list(report.rejected) == ["local-0"]
+    assert "rejected local-0" in report.rejected["local-0"]
+    assert len(report.disagreements) >= 1
+    # Excluded once it lost: nothing more was sent to it.
+    (mark,) = placed_before_exclusion
+    assert [p for _, p in liar.placed[mark:] if p == "local-0"] == []
+    assert [p for _, p in liar.placed[:mark] if p == "local-0"]  # it did get work first (cheapest)
+    bill = {c.provider: c for c in report.bill.providers}
+    assert bill["local-0"].rejected and bill["local-0"].cost == 0.0
+    assert report.bill.total == pytest.approx(
+        sum(c.price * c.seconds for c in bill.values() if not c.rejected))
+    assert any(line.startswith("excluded local-0: subtask ") for line in report.lines())
+    assert report.lines()[-1].startswith("total: ")
+
+
+def test_disagreement_past_the_bound_is_a_verification_error(
+    local: LocalExecutor, wat_program: WatProgram
+) -> None:
+    # Three providers, three different answers: no two agree within 3 replicas.
+    liars = Lying(local, {"local-0": b"[A]", "local-1": b"[B]"})
+    with pytest.raises(VerificationError) as info:
+        list(execution.run(liars, wat_program("upper"), [upper(0)], LIMITS, redundancy=2, max_replicas=3))
+    assert info.value.exit_code == 6
+    message = str(info.value)
+    assert message.startswith("1 of 1 subtasks could not be verified: subtask 0 (s0): providers disagreed, "
+                              "no majority of 2 within 3 replicas: ")
+    assert all(p in message for p in ("local-0", "local-1", "local-2")) and "\n" not in message
+    # Two providers that disagree, and nobody left to break the tie.
+    with LocalExecutor(2) as two:
+        with pytest.raises(VerificationError, match="no provider that has not run it is left"):
+            list(execution.run(Lying(two, {"local-1": b"[B]"}), wat_program("upper"), [upper(0)], LIMITS,
+                               redundancy=2))
+
+
+def test_a_lost_replica_is_replaced_on_another_provider(local: LocalExecutor, wat_program: WatProgram) -> None:
+    flaky = LosesFirstAttempt(local)
+    results = list(execution.run(flaky, wat_program("upper"), [upper(0), upper(1)], LIMITS, redundancy=2))
+    assert outputs(results) == HONEST[:2]
+    assert sorted(flaky.names()) == ["s0", "s0", "s0", "s1", "s1", "s1"]
+
+
+def test_bid_admits_only_providers_at_or_under_it_cheapest_first(
+    local: LocalExecutor, wat_program: WatProgram
+) -> None:
+    priced = Priced(local, {"local-0": 0.5, "local-1": 0.1, "local-2": 0.2})
+    report = execution.TaskReport()
+    results = list(execution.run(priced, wat_program("upper"), [upper(0)], LIMITS,
+                                 market=Market(bid=0.2), report=report))
+    assert outputs(results) == HONEST[:1]
+    assert priced.placed == [("s0", "local-1")]  # the cheapest
+    list(execution.run(priced, wat_program("sleep"), [sleeper(i, 200) for i in range(4)], LIMITS,
+                       market=Market(bid=0.2)))
+    assert {p for _, p in priced.placed} == {"local-1", "local-2"}  # never over the bid
+    with pytest.raises(MarketError, match="only 1 of 3 providers at or under the bid 0.1/CPU-s"):
+        list(execution.run(priced, wat_program("upper"), [upper(0)], LIMITS, market=Market(bid=0.1),
+                           redundancy=2))
+    assert len(priced.placed) == 5  # refused before anything ran
+
+
+def test_budget_caps_the_task_and_the_bill_adds_up(local: LocalExecutor, wat_program: WatProgram) -> None:
+    # Each result bills 1 CPU-second at price 1: two results fit in 2.5, a third
+    # (estimated at 1.5 from what was learned) does not.
+    priced = Priced(local, {p.id: 1.0 for p in local.providers()}, bills=1.0)
+    report = execution.TaskReport()
+    got = []
+    with pytest.raises(MarketError) as info:
+        for r in execution.run(priced, wat_program("upper"), [upper(i) for i in range(4)], LIMITS,
+                               market=Market(budget=2.5), first_estimate=1.0, report=report):
+            got.append(r.index)
+    assert info.value.exit_code == 7
+    assert "budget 2.5 would be exceeded: 2 spent" in str(info.value)
+    assert got == [0, 1] and len(priced.placed) == 2
+    assert report.bill.total == pytest.approx(2.0)
+    assert report.lines()[-1] == "total: 2 of budget 2.5"
+    # A first attempt that cannot fit is refused before anything runs.
+    with pytest.raises(MarketError, match="budget 0.5 would be exceeded"):
+        list(execution.run(priced, wat_program("upper"), [upper(0)], LIMITS, market=Market(budget=0.5),
+                           first_estimate=1.0))
+    assert len(priced.placed) == 2
+
+
+def test_cached_results_count_only_if_as_many_providers_agreed(
+    local: LocalExecutor, wat_program: WatProgram, tmp_path: Path
+) -> None:
+    cache = ResultCache(tmp_path)
+    program = wat_program("upper")
+    subtasks = [upper(i) for i in range(3)]
+    assert outputs(execution.run(local, program, subtasks, LIMITS, cache=cache)) == HONEST[:3]
+    counting = Counting(local)
+    assert outputs(execution.run(counting, program, subtasks, LIMITS, cache=cache, redundancy=2)) == HONEST[:3]
+    assert len(counting.placed) == 6  # one provider's word was not enough
+    again = Counting(local)
+    for k in (2, 1):
+        assert outputs(execution.run(again, program, subtasks, LIMITS, cache=cache, redundancy=k)) == HONEST[:3]
+    assert again.placed == []
+
+
 class TwoReplicas(execution.SubtaskState):
     """Redundancy 2 through the ``make_state`` hook: one replica on each of two
-    pinned providers; final once both agree on the output digest."""
+    providers; final once both agree on the output digest."""
 
-    started = False
+    def wants(self) -> bool:
+        return len(self.attempts) + self.in_flight < 2
 
-    def next_submissions(self) -> list[str | None]:
-        if self.started:
-            return []
-        self.started = True
-        return ["local-0", "local-1"]
+    def plan(self, candidates):  # type: ignore[no-untyped-def]
+        used = {r.provider for r in self.attempts}
+        return [p for p in candidates if p not in used][: 2 - len(self.attempts) - self.in_flight]
 
     def record(self, result: SubtaskResult) -> None:
         self.attempts.append(result)
@@ -215,6 +425,51 @@ def test_per_subtask_state_is_replaceable(local: LocalExecutor, wat_program: Wat
         execution.run(counting, wat_program("upper"), [upper(0), upper(1)], LIMITS,
                       make_state=lambda st: TwoReplicas(st, max_attempts=2))
     )
-    assert [r.outputs for r in results] == [(("out.txt", b"NUMBER 0"),), (("out.txt", b"NUMBER 1"),)]
-    providers = sorted(f.result().provider for _, f in counting.submitted)
-    assert providers == ["local-0", "local-0", "local-1", "local-1"]
+    assert outputs(results) == HONEST[:2]
+    assert sorted(counting.on("s0")) == ["local-0", "local-1"]
+    assert len(counting.placed) == 4
+
+
+def test_results_report_cpu_seconds_not_wall_time(local: LocalExecutor, wat_program: WatProgram) -> None:
+    # A guest that sleeps a second uses next to no CPU: that is what a provider bills.
+    started = time.monotonic()
+    (result,) = execution.run(local, wat_program("sleep"), [sleeper(0, 1000)], LIMITS)
+    assert time.monotonic() - started >= 1.0
+    assert 0.0 < result.seconds < 0.3
+
+
+class Vanishing(Counting):
+    """All providers disappear while ``gone`` is set (a cluster whose workers restart)."""
+
+    def __init__(self, inner: Executor, rejoin_grace: float) -> None:
+        super().__init__(inner)
+        self.rejoin_grace = rejoin_grace
+        self.gone = False
+
+    def providers(self) -> tuple[Provider, ...]:
+        return () if self.gone else self.inner.providers()
+
+
+@pytest.mark.parametrize("back_after", [0.5, None])
+def test_work_waits_a_grace_for_providers_to_come_back(
+    local: LocalExecutor, wat_program: WatProgram, back_after: float | None
+) -> None:
+    import threading
+
+    executor = Vanishing(local, rejoin_grace=3.0)
+
+    def vanish(result: SubtaskResult, cached: bool) -> None:
+        if result.index == 0:
+            executor.gone = True
+            if back_after is not None:
+                threading.Timer(back_after, lambda: setattr(executor, "gone", False)).start()
+
+    started = time.monotonic()
+    run = execution.run(executor, wat_program("upper"), [upper(i) for i in range(5)], LIMITS, on_result=vanish)
+    if back_after is not None:
+        assert outputs(run) == HONEST[:5]
+        assert time.monotonic() - started < 3.0
+    else:
+        with pytest.raises(ExecutionError, match="no provider at or under the bid is left"):
+            list(run)
+        assert 3.0 <= time.monotonic() - started < 6.0

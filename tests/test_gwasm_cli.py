@@ -250,3 +250,30 @@ def test_gwasm_flite_example_matches_native_flite(tmp_path: Path, fresh_cache: P
         got = (tmp_path / "test_out" / name / "out.wav").read_bytes()
         assert got[:4] == b"RIFF" and len(got) > 1000
         assert got == (ref / "ref.wav").read_bytes(), name
+
+
+def test_cluster_logging_is_kept_off_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from gflite.gwasm.cli import quiet_cluster_logs
+
+    quiet_cluster_logs()
+    for name in ("distributed.client", "distributed.worker", "distributed.comm.tcp", "tornado"):
+        assert not logging.getLogger(name).isEnabledFor(logging.CRITICAL), name
+    logging.getLogger("distributed.client").error("Failed to reconnect to scheduler after 30.00 seconds")
+    assert capfd.readouterr().err == ""
+
+
+def test_market_and_cluster_options_locally(tmp_path: Path, wat_program: WatProgram, fresh_cache: Path) -> None:
+    path = bare_task(tmp_path, wat_program("upper").path, TEXTS, ["in.txt", "out.txt"])
+    result = invoke("run", str(path), "-w", "2", "--redundancy", "2", "--budget", "5")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1] == "  verified 3 subtasks on 2 providers each; 0 with disagreeing results"
+    assert lines[2].startswith("  local-0: 3/3 results, ") and lines[3].startswith("  local-1: 3/3 results, ")
+    assert lines[4] == "  total: 0 of budget 5"  # local worker slots are free
+    assert tree(tmp_path / "test_out")["subtask10/out.txt"] == b"TEN\n"
+    result = invoke("run", str(path), "-w", "2", "--redundancy", "3")
+    assert result.exit_code == 7
+    assert result.stderr == ("gwasm: error: only 2 of 2 providers at or under the bid 1/CPU-s; "
+                             "redundancy 3 needs 3 distinct providers\n")

@@ -149,3 +149,20 @@ def test_local_providers_are_free() -> None:
     r = ledger.reserve(providers[0].id, subtask())
     ledger.settle(r, result(providers[0].id, 5.0))
     assert ledger.bill().total == 0.0
+
+
+def test_a_cancelled_attempt_releases_its_hold_and_is_not_billed() -> None:
+    ledger = Ledger(Market(budget=1.0), PROVIDERS, first_estimate=5.0)
+    r = ledger.reserve("tcp://h:2", subtask())  # 0.5 held
+    assert ledger.reserve("tcp://h:2", subtask()) is not None  # 1.0 held
+    assert ledger.reserve("tcp://h:2", subtask()) is None
+    ledger.release(r)
+    assert ledger.held == pytest.approx(0.5)
+    assert ledger.bill().providers == ()
+
+
+def test_bill_lines_show_provider_names() -> None:
+    ledger = Ledger(Market(), PROVIDERS, first_estimate=1.0)
+    ledger.settle(ledger.reserve("tcp://h:2", subtask()), result("tcp://h:2", 2.0))
+    lines = ledger.bill().lines({"tcp://h:2": "alice"})
+    assert lines[0] == "alice (tcp://h:2): 1/1 results, 2.000 CPU-s x 0.1 = 0.2"

@@ -217,9 +217,9 @@ class PipeLike(io.RawIOBase):
 
 def test_stdout_streams_from_the_first_piece() -> None:
     pipe = PipeLike()
-    with open_output("-", stdout=pipe) as out:
+    with open_output("-", stdout=io.BufferedWriter(pipe, buffer_size=1 << 20)) as out:
         out.add(synthetic_wav(100, 8000))
-        sent = b"".join(pipe.writes)
+        sent = b"".join(pipe.writes)  # flushed, not waiting in a buffer
         assert len(sent) == 44 + 200  # header and first piece are out before the second
         assert sent[4:8] == sent[40:44] == b"\xff\xff\xff\xff"
         assert struct.unpack_from("<I", sent, 24)[0] == 8000

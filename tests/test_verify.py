@@ -186,3 +186,14 @@ def test_report_names_the_subtask() -> None:
     q2 = Quorum(1)
     q2.add(vote("a", b"A", index=4))
     assert q2.report().startswith("subtask 4 (s4): 1 of 1 replicas agree")
+
+
+def test_agreeing_and_disagreed() -> None:
+    q = Quorum(2)
+    q.add(vote("b", b"A"))
+    assert q.agreeing == () and not q.disagreed
+    q.add(vote("x", b"B"))
+    assert q.disagreed and q.agreeing == ()
+    q.add(fail("y"))
+    q.add(vote("a", b"A"))
+    assert q.agreeing == ("a", "b") and q.losers == frozenset({"x"})

@@ -1,12 +1,15 @@
-"""``gwasm run task.json``: run a bare gWASM task on this machine's cores.
+"""``gwasm run task.json``: run a bare gWASM task on this machine's cores or a Dask cluster.
 
 Exit codes (from gflite.errors): 0 success, 1 other error, 2 bad usage,
 4 malformed task file, 5 a subtask failed after its retries or the task timed
-out, 9 outputs could not be written, 130 interrupted (Ctrl-C). Every error is
-one line ``gwasm: error: ...`` on stderr.
+out, 6 providers disagreed past the redundancy bound, 7 too few providers at
+or under the bid, or the budget would be exceeded, 8 the cluster cannot be
+reached or refused us (TLS), 9 outputs could not be written, 130 interrupted
+(Ctrl-C). Every error is one line ``gwasm: error: ...`` on stderr.
 """
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -29,6 +32,27 @@ def _error(message: str) -> None:
     typer.echo(f"gwasm: error: {message}", err=True)
 
 
+def quiet_cluster_logs() -> None:
+    """Silence Dask's own logging (reconnect attempts, lost workers) on stderr: the
+    engine copes with those and the CLIs report what matters in one line.
+
+    Importing distributed sets its loggers' levels, so this imports it first;
+    call it only when a cluster is used."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return  # the cluster executor reports the missing install
+    for name in ("distributed", "distributed.client", "distributed.gc", "tornado",
+                 "tornado.application"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
+def market_in_play(cluster: str | None, redundancy: int, bid: float | None,
+                   budget: float | None) -> bool:
+    """Whether the run's summary includes the bill: local runs with default terms are free."""
+    return bool(cluster) or redundancy > 1 or bid is not None or budget is not None
+
+
 @app.command()
 def run(
     task: Path = typer.Argument(..., help="Task file in the gWASM format (task.json).", show_default=False),
@@ -36,6 +60,21 @@ def run(
         None, "--workers", "-w", min=1, help="Worker processes [default: all cores]."
     ),
     retries: int = typer.Option(2, "--retries", min=0, help="Extra attempts for a failed subtask."),
+    cluster: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--cluster", metavar="ADDRESS", envvar="GFLITE_CLUSTER",
+        help="Run on a Dask scheduler (tcp://host:8786 or tls://...); TLS files from "
+             "GFLITE_TLS_CA, GFLITE_TLS_CERT, GFLITE_TLS_KEY.",
+    ),
+    redundancy: int = typer.Option(
+        1, "--redundancy", min=1, metavar="K",
+        help="Run each subtask on K distinct providers and compare their outputs.",
+    ),
+    bid: Optional[float] = typer.Option(  # noqa: UP007
+        None, "--bid", min=0, help="Most you pay per CPU-second [default: the task's bid]."
+    ),
+    budget: Optional[float] = typer.Option(  # noqa: UP007
+        None, "--budget", min=0, help="Most you pay for the whole task."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Run TASK's subtasks sandboxed in parallel; outputs go to output_dir/<subtask>/.
@@ -43,7 +82,8 @@ def run(
     Finished subtasks are cached, so a rerun resumes where the last one stopped.
     """
     try:
-        _run(task, workers, retries, quiet)
+        _run(task, workers, retries, quiet, cluster=cluster, redundancy=redundancy, bid=bid,
+             budget=budget)
     except GfliteError as exc:
         _error(str(exc))
         raise typer.Exit(exc.exit_code) from None
@@ -52,14 +92,22 @@ def run(
         raise typer.Exit(Interrupted.exit_code) from None
 
 
-def _run(task_path: Path, workers: int | None, retries: int, quiet: bool) -> None:
+def _run(task_path: Path, workers: int | None, retries: int, quiet: bool, *,
+         cluster: str | None = None, redundancy: int = 1, bid: float | None = None,
+         budget: float | None = None) -> None:
     from gflite.gwasm import execution
     from gflite.gwasm.cache import ResultCache
-    from gflite.gwasm.executors.local import LocalExecutor
+    from gflite.gwasm.executors import make_executor
+    from gflite.gwasm.market import Market
     from gflite.gwasm.task import load_task, write_outputs
 
     started = time.monotonic()
     spec = load_task(task_path)
+    show_bill = market_in_play(cluster, redundancy, bid, budget)
+    market = Market(bid=spec.bid if bid is None else bid, budget=budget)
+    report = execution.TaskReport()
+    if cluster:
+        quiet_cluster_logs()
     counts = {"done": 0, "cached": 0, "failed": 0}
 
     import tqdm
@@ -90,10 +138,14 @@ def _run(task_path: Path, workers: int | None, retries: int, quiet: bool) -> Non
                 f"{spec.name}: {counts['done']} done{cached}, {counts['failed']} failed, "
                 f"{time.monotonic() - started:.1f} s; outputs in {spec.output_dir}"
             )
+            lines = report.lines() if show_bill else [
+                line for line in report.lines() if line.startswith("excluded ")]
+            for line in lines:
+                typer.echo(f"  {line}")
 
     written: set[int] = set()
     try:
-        with LocalExecutor(workers) as executor:
+        with make_executor(workers=workers, cluster=cluster) as executor:
             results = execution.run(
                 executor,
                 spec.program,
@@ -103,6 +155,9 @@ def _run(task_path: Path, workers: int | None, retries: int, quiet: bool) -> Non
                 task_timeout=spec.timeout,
                 cache=ResultCache(),
                 on_result=on_result,
+                redundancy=redundancy,
+                market=market,
+                report=report,
             )
             for result in results:
                 write_outputs(spec, result)

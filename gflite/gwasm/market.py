@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from gflite.errors import MarketError
@@ -108,12 +108,15 @@ class Bill:
     bid: float | None
     budget: float | None
 
-    def lines(self) -> list[str]:
-        """Human-readable summary, one line per provider and a total."""
+    def lines(self, names: Mapping[str, str] | None = None) -> list[str]:
+        """Human-readable summary, one line per provider and a total; ``names`` gives
+        providers a display name (e.g. a Dask worker's ``--name``) beside their id."""
         out = []
         for c in self.providers:
+            name = (names or {}).get(c.provider, c.provider)
+            who = c.provider if name == c.provider else f"{name} ({c.provider})"
             note = "  rejected (lost a vote), not paid" if c.rejected else ""
-            out.append(f"{c.provider}: {c.results}/{c.attempts} results, "
+            out.append(f"{who}: {c.results}/{c.attempts} results, "
                        f"{c.seconds:.3f} CPU-s x {_money(c.price)} = {_money(c.cost)}{note}")
         limit = "" if self.budget is None else f" of budget {_money(self.budget)}"
         out.append(f"total: {_money(self.total)}{limit}")
@@ -217,6 +220,10 @@ class Ledger:
         self._rate = max(self._rate, seconds / reservation.size)
         self._seen = True
         return cost
+
+    def release(self, reservation: Reservation) -> None:
+        """Drop the hold of an attempt that was cancelled before it delivered anything."""
+        self._held.pop(reservation.id, None)
 
     def reject(self, provider: str) -> None:
         """``provider`` lost a vote: none of its results are paid."""

@@ -123,6 +123,19 @@ class Quorum:
         return None
 
     @property
+    def agreeing(self) -> tuple[str, ...]:
+        """The providers that returned the winning digest, sorted (empty until there is one)."""
+        win = self.winner
+        if win is None:
+            return ()
+        return tuple(sorted(p for p, r in self._results.items() if r.ok and r.digest == win.digest))
+
+    @property
+    def disagreed(self) -> bool:
+        """True once two providers returned different digests."""
+        return len(self._votes()) > 1
+
+    @property
     def losers(self) -> frozenset[str]:
         """Providers whose result disagreed with the winner (empty until there is one)."""
         win = self.winner

@@ -147,15 +147,18 @@ def _worker_stats() -> dict[str, Any]:
                 "running": _running, "pid": os.getpid()}
 
 
-def _attempt(sha256: str, subtask: Subtask, limits: Limits, provider: str) -> SubtaskResult:
-    """Task: run one attempt in one of this worker's sandbox processes."""
+def _attempt(sha256: str, subtask: Subtask, limits: Limits, provider: str,
+             nan_canonicalization: bool = True) -> SubtaskResult:
+    """Task: run one attempt in one of this worker's sandbox processes, with the
+    requestor's program settings (they are part of the result's identity)."""
     global _running
     with _lock:
         path = _programs.get(sha256)
     if path is None or not path.exists():
         return SubtaskResult(subtask.index, subtask.name, ok=False, reason=NOT_INSTALLED,
                              provider=provider)
-    future = _sandboxes().submit(Program(path, sha256), subtask, limits)
+    program = Program(path, sha256, nan_canonicalization=nan_canonicalization)
+    future = _sandboxes().submit(program, subtask, limits)
     wanted = _still_wanted()
     with _lock:
         _running += 1
@@ -256,6 +259,45 @@ class _Attempt:
     started: float = field(default_factory=time.monotonic)
 
 
+def _blob(value: Any) -> bytes:
+    if not isinstance(value, (bytes, bytearray)):
+        raise TypeError("not bytes")
+    return bytes(value)
+
+
+def _checked(attempt: _Attempt, r: Any) -> SubtaskResult:
+    """A worker's answer as a result of our own making: its digest recomputed from the
+    outputs (a provider cannot claim another result's digest), the outputs asked for,
+    and no more CPU-seconds than the wall time we waited."""
+    st, provider = attempt.subtask, attempt.provider
+
+    def bad(what: str) -> SubtaskResult:
+        return SubtaskResult(st.index, st.name, ok=False, provider=provider,
+                             reason=f"provider {provider} returned {what}")
+
+    if not isinstance(r, SubtaskResult):
+        return bad("a malformed result")
+    if r.index != st.index:
+        return bad(f"the result of subtask {r.index}")
+    try:
+        outputs = tuple((rel, _blob(data)) for rel, data in r.outputs) if r.ok else ()
+        if not all(isinstance(rel, str) for rel, _ in outputs):
+            raise TypeError("output name not a string")
+        # A single-threaded guest cannot use more CPU than the wall time we waited.
+        seconds = min(float(r.seconds), time.monotonic() - attempt.started)
+        out = SubtaskResult(
+            st.index, st.name, ok=r.ok is True, outputs=outputs, reason=str(r.reason),
+            exit_code=None if r.exit_code is None else int(r.exit_code),
+            stdout=_blob(r.stdout), stderr=_blob(r.stderr), provider=provider,
+            seconds=seconds if math.isfinite(seconds) and seconds > 0 else 0.0,
+        )
+    except (TypeError, ValueError):
+        return bad("a malformed result")
+    if out.ok and tuple(rel for rel, _ in outputs) != st.outputs:
+        return bad("outputs other than the ones asked for")
+    return out
+
+
 class DaskExecutor(Executor):
     """Runs attempts on the workers of a Dask cluster, one pinned task per attempt.
 
@@ -266,7 +308,13 @@ class DaskExecutor(Executor):
     one whose heartbeat stops for ``stale_after`` seconds (hung, stopped) soon
     after; as a last resort an attempt fails if it has no answer ``grace``
     seconds after its worst case (program load, queueing, subtask timeout).
+    Work that no provider can take (all left, or all ran it already) waits
+    ``rejoin_grace`` seconds for providers to join (a nanny restarts a killed
+    worker in seconds) before it fails.
     """
+
+    # One attempt queued behind each running one hides the round trip to the worker.
+    prefetch = 1
 
     def __init__(
         self,
@@ -277,6 +325,7 @@ class DaskExecutor(Executor):
         grace: float = 10.0,
         stale_after: float = 30.0,
         poll_interval: float = 0.5,
+        rejoin_grace: float = 10.0,
     ) -> None:
         try:
             import distributed
@@ -305,6 +354,7 @@ class DaskExecutor(Executor):
         self.grace = grace
         self.stale_after = stale_after
         self.poll_interval = poll_interval
+        self.rejoin_grace = rejoin_grace
         try:
             asyncio.run(_probe(address, security.get_connection_args("client"), connect_timeout))
         except Exception as exc:
@@ -352,7 +402,11 @@ class DaskExecutor(Executor):
 
     def _refresh(self) -> dict[str, dict[str, Any]]:
         """Fetch the worker list; remember it and each worker's heartbeat progress."""
-        workers = self._client.scheduler_info(n_workers=-1)["workers"]
+        try:
+            workers = dict(self._client.scheduler_info(n_workers=-1)["workers"])
+        except Exception as exc:  # disconnected: no or a stale answer
+            raise ClusterError(
+                f"lost the cluster scheduler {self.address}: {_one_line(exc)}") from None
         now = time.monotonic()
         with self._lock:
             self._workers = workers
@@ -438,6 +492,8 @@ class DaskExecutor(Executor):
             raise ClusterError("the cluster executor is closed")
         if self._broken:
             raise ClusterError(self._broken)
+        if self._client.status in ("closing", "closed"):
+            raise ClusterError(f"lost the cluster scheduler {self.address}")
 
     def _pick(self) -> str:
         providers = self.providers()
@@ -509,28 +565,30 @@ class DaskExecutor(Executor):
             known = provider in self._workers
             threads = max(1, int(self._workers.get(provider, {}).get("nthreads", 1)))
             queued = sum(1 for a in self._attempts if a.provider == provider)
-            program_arg = self._installed(program, provider) if known else None
-            installing = program_arg is not None and not isinstance(program_arg, str)
         if not known:
             future.set_result(self._failure(subtask, provider, f"provider {provider} left"))
             return future
-        # A pinned task can wait behind others on its worker: allow one full timeout
-        # per round of queued attempts, plus time to install the program.
+        # A pinned task can wait behind others on its worker: allow one worst case
+        # (program load and subtask timeout) per round of queued attempts.
         rounds = queued // threads + 1
         patience = rounds * (LOAD_GRACE + limits.subtask_timeout) + self.grace
         attempt = _Attempt(future, subtask, program.sha256, provider,
-                           deadline=time.monotonic() + patience + (self.grace if installing else 0))
-        with self._lock:
-            self._attempts.add(attempt)
+                           deadline=time.monotonic() + patience)
         try:
+            with self._lock:
+                program_arg = self._installed(program, provider)
             attempt.dask_future = self._client.submit(
-                _attempt, program_arg, subtask, limits, provider,
+                _attempt, program_arg, subtask, limits, provider, program.nan_canonicalization,
                 key=f"gflite-{subtask.index}-{uuid.uuid4().hex[:12]}",
                 workers=[provider], allow_other_workers=False, pure=False, retries=0)
+        except GfliteError:
+            raise
         except Exception as exc:
-            self._settle(attempt, self._failure(subtask, provider,
-                                                f"cannot submit to the cluster: {_one_line(exc)}"))
+            future.set_result(self._failure(subtask, provider,
+                                            f"cannot submit to the cluster: {_one_line(exc)}"))
             return future
+        with self._lock:
+            self._attempts.add(attempt)
         attempt.dask_future.add_done_callback(lambda f: self._finished(attempt, f))
         future.add_done_callback(lambda f: self._caller_cancelled(attempt, f))
         return future
@@ -560,10 +618,11 @@ class DaskExecutor(Executor):
             return
         try:
             if f.status == "finished":
-                result = self._checked(attempt, f.result(timeout=self.grace))
+                result = _checked(attempt, f.result(timeout=self.grace))
             elif f.status == "cancelled":
-                result = self._failure(attempt.subtask, attempt.provider,
-                                       "attempt cancelled by the cluster")
+                why = ("attempt cancelled by the cluster" if self._client.status == "running"
+                       else f"lost the cluster scheduler {self.address}")
+                result = self._failure(attempt.subtask, attempt.provider, why)
             else:
                 exc = f.exception(timeout=5)
                 result = self._failure(attempt.subtask, attempt.provider,
@@ -578,34 +637,6 @@ class DaskExecutor(Executor):
                 if self._installs.get((attempt.provider, attempt.sha256)) is True:
                     del self._installs[(attempt.provider, attempt.sha256)]
         self._settle(attempt, result)
-
-    def _checked(self, attempt: _Attempt, r: Any) -> SubtaskResult:
-        st, provider = attempt.subtask, attempt.provider
-
-        def bad(what: str) -> SubtaskResult:
-            return self._failure(st, provider, f"provider {provider} returned {what}")
-
-        if not isinstance(r, SubtaskResult):
-            return bad("a malformed result")
-        if r.index != st.index:
-            return bad(f"the result of subtask {r.index}")
-        try:
-            outputs = tuple((str(rel), bytes(data)) for rel, data in r.outputs)
-            # Providers report their own CPU-seconds; a single-threaded guest cannot
-            # use more than the wall time we waited, so nobody bills beyond that.
-            seconds = min(float(r.seconds), time.monotonic() - attempt.started)
-            out = SubtaskResult(
-                st.index, st.name, ok=bool(r.ok), outputs=outputs if r.ok else (),
-                reason=str(r.reason),
-                exit_code=None if r.exit_code is None else int(r.exit_code),
-                stdout=bytes(r.stdout), stderr=bytes(r.stderr), provider=provider,
-                seconds=seconds if math.isfinite(seconds) and seconds > 0 else 0.0,
-            )
-        except (TypeError, ValueError):
-            return bad("a malformed result")
-        if out.ok and tuple(rel for rel, _ in outputs) != st.outputs:
-            return bad("outputs other than the ones asked for")
-        return out
 
     def _settle(self, attempt: _Attempt, result: SubtaskResult | None) -> None:
         """Resolve an attempt exactly once, whoever gets there first."""

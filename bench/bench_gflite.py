@@ -1,0 +1,256 @@
+"""gflite against native flite on a book: wall time, speed-up and peak memory.
+
+    python bench/bench_gflite.py [--text PATH] [--chars N] [--voices kal16,slt] [--startup-runs R]
+
+For each voice, in one run of this script:
+
+- ``flite``: native ``flite -f book.txt -o out.wav``, one process;
+- ``hand-parallel``: the book split at blank lines into one part per core,
+  one native flite per part, all at once, then the parts' samples concatenated
+  (what a shell script would do; not sample-exact for slt);
+- ``gflite -j1`` and ``gflite -jN`` (N = all cores): the real command, each
+  with an empty result cache (nothing reused) and a warm compiled-module cache.
+
+Wall time is measured around each whole process tree; peak RSS is the largest
+sum of the resident memory of the tree (gflite's parent and its workers, or
+all flite processes at once), sampled from /proc every 20 ms; peak PSS the
+same with shared pages split between the processes sharing them (forked
+workers share much of the parent's memory, which RSS counts twice). The start-up of
+``gflite -t "Hello." -o x.wav`` (warm module cache, empty result cache) is the
+median of several runs. kal16 output is also checked to equal native flite's.
+The corpus is read from outside the repository and never copied into it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import wave
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_TEXT = REPO.parent / "shared" / "corpus" / "news_from_nowhere.txt"
+FLITE = shutil.which("flite") or "/usr/bin/flite"
+# The gflite console script beside this interpreter (the venv's), else `python -m gflite`.
+_SCRIPT = Path(sys.executable).with_name("gflite")
+GFLITE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "gflite"]
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+# --- measuring a process tree --------------------------------------------------
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def _rss_pss(pid: int) -> tuple[int, int]:
+    """Resident and proportional set size in bytes (PSS splits pages a forked
+    worker still shares with its parent, which RSS counts in both)."""
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Rss:"):
+                    rss = int(line.split()[1]) * 1024
+                elif line.startswith(b"Pss:"):
+                    pss = int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return rss, pss
+
+
+class TreePeak:
+    """Samples the summed RSS of this process's children and their descendants."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.peak = 0  # summed RSS
+        self.peak_pss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while not self._stop.is_set():
+            tree = _children()
+            todo, rss, pss = list(tree.get(me, [])), 0, 0
+            while todo:
+                pid = todo.pop()
+                r, p = _rss_pss(pid)
+                rss, pss = rss + r, pss + p
+                todo.extend(tree.get(pid, []))
+            self.peak = max(self.peak, rss)
+            self.peak_pss = max(self.peak_pss, pss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreePeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def timed(commands: list[list[str]], env: dict[str, str] | None = None) -> tuple[float, tuple[int, int]]:
+    """Run the commands at once: wall seconds until all are done, and the
+    tree's peak (summed RSS, summed PSS) in bytes."""
+    with TreePeak() as peak:
+        started = time.perf_counter()
+        procs = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for c in commands]
+        for p, c in zip(procs, commands):
+            _, err = p.communicate()
+            if p.returncode != 0:
+                raise SystemExit(f"failed ({p.returncode}): {' '.join(c)}\n{err.decode(errors='replace')}")
+        wall = time.perf_counter() - started
+    return wall, (peak.peak, peak.peak_pss)
+
+
+def samples(path: Path) -> tuple[int, bytes]:
+    with wave.open(str(path)) as w:
+        return w.getframerate(), w.readframes(w.getnframes())
+
+
+# --- the contenders ---------------------------------------------------------------
+
+
+def split_at_blank_lines(text: str, parts: int) -> list[str]:
+    """About equal parts, each cut just after a blank line."""
+    cuts, pos = [], 0
+    for k in range(1, parts):
+        want = len(text) * k // parts
+        at = text.find("\n\n", max(want, pos))
+        crlf = text.find("\r\n\r\n", max(want, pos))
+        ends = [i + n for i, n in ((at, 2), (crlf, 4)) if i >= 0]
+        if not ends:
+            break
+        pos = min(ends)
+        cuts.append(pos)
+    edges = [0, *cuts, len(text)]
+    return [text[a:b] for a, b in zip(edges, edges[1:]) if text[a:b]]
+
+
+def native_single(book: Path, voice: str, work: Path) -> tuple[float, tuple[int, int], Path]:
+    out = work / f"native-{voice}.wav"
+    wall, rss = timed([[FLITE, "-voice", voice, "-f", str(book), "-o", str(out)]])
+    return wall, rss, out
+
+
+def hand_parallel(book: Path, voice: str, work: Path, n: int) -> tuple[float, tuple[int, int], Path]:
+    text = book.read_text("latin-1")
+    parts = split_at_blank_lines(text, n)
+    commands = []
+    for i, part in enumerate(parts):
+        src = work / f"part{i}.txt"
+        src.write_text(part, "latin-1")
+        commands.append([FLITE, "-voice", voice, "-f", str(src), "-o", str(work / f"part{i}.wav")])
+    started = time.perf_counter()
+    wall, rss = timed(commands)
+    out = work / f"hand-{voice}.wav"
+    with wave.open(str(out), "wb") as w:
+        for i in range(len(parts)):
+            rate, pcm = samples(work / f"part{i}.wav")
+            if i == 0:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(rate)
+            w.writeframes(pcm)
+    return time.perf_counter() - started, rss, out
+
+
+def gflite(
+    book: Path, voice: str, work: Path, workers: int, env: dict[str, str]
+) -> tuple[float, tuple[int, int], Path]:
+    shutil.rmtree(Path(env["GFLITE_CACHE_DIR"]) / "results", ignore_errors=True)
+    out = work / f"gflite-{voice}-j{workers}.wav"
+    wall, rss = timed([[*GFLITE, "-q", "-voice", voice, "-j", str(workers), "-f", str(book), "-o", str(out)]], env)
+    return wall, rss, out
+
+
+def startup(work: Path, env: dict[str, str], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        shutil.rmtree(Path(env["GFLITE_CACHE_DIR"]) / "results", ignore_errors=True)
+        wall, _ = timed([[*GFLITE, "-t", "Hello.", "-o", str(work / "x.wav")]], env)
+        times.append(wall)
+    return times
+
+
+# --- main -------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="the book (default: %(default)s)")
+    ap.add_argument("--chars", type=int, default=None, help="use only a prefix of about N characters")
+    ap.add_argument("--voices", default="kal16,slt", help="comma-separated (default: %(default)s)")
+    ap.add_argument("--startup-runs", type=int, default=9)
+    args = ap.parse_args()
+
+    n = cores()
+    with tempfile.TemporaryDirectory(prefix="bench-gflite-") as tmp:
+        work = Path(tmp)
+        raw = args.text.read_bytes()
+        if args.chars is not None and args.chars < len(raw):
+            # End at a paragraph break, as a real excerpt would.
+            cut = raw.rfind(b"\n\n", 0, args.chars)
+            raw = raw[: cut + 2 if cut > args.chars // 2 else args.chars]
+        book = work / "book.txt"
+        book.write_bytes(raw)
+        env = dict(os.environ, GFLITE_CACHE_DIR=str(work / "cache"))
+        # Warm the compiled-module cache (and the page cache) once.
+        timed([[*GFLITE, "-q", "-t", "Warm up.", "-o", str(work / "warm.wav")]], env)
+
+        print(f"text: {args.text} ({len(raw)} bytes{', a prefix' if args.chars else ''}); {n} cores; "
+              f"python {sys.version.split()[0]}")
+        header = (f"{'voice':6} {'run':16} {'wall s':>8} {'x flite':>8} {'x hand':>8} {'peak RSS MB':>12} "
+                  f"{'peak PSS MB':>12}  check")
+        print(header)
+        print("-" * len(header))
+        for voice in args.voices.split(","):
+            results = {}
+            results["flite"] = native_single(book, voice, work)
+            results["hand-parallel"] = hand_parallel(book, voice, work, n)
+            results["gflite -j1"] = gflite(book, voice, work, 1, env)
+            results[f"gflite -j{n}"] = gflite(book, voice, work, n, env)
+            base, hand = results["flite"][0], results["hand-parallel"][0]
+            ref = samples(results["flite"][2])
+            for name, (wall, (rss, pss), out) in results.items():
+                check = ""
+                if name.startswith("gflite"):
+                    same = samples(out) == ref
+                    check = "same samples as flite" if same else (
+                        "differs (expected: noise state per utterance)" if voice not in ("kal", "kal16") else "DIFFERS")
+                print(f"{voice:6} {name:16} {wall:8.2f} {base / wall:7.2f}x {hand / wall:7.2f}x "
+                      f"{rss / 2**20:12.0f} {pss / 2**20:12.0f}  {check}", flush=True)
+        times = startup(work, env, args.startup_runs)
+        print(f"\nstart-up, gflite -t \"Hello.\" -o x.wav (warm module cache): median {statistics.median(times):.3f} s "
+              f"(min {min(times):.3f}, max {max(times):.3f}, {len(times)} runs)")
+
+
+if __name__ == "__main__":
+    main()

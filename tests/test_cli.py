@@ -1,0 +1,360 @@
+"""The ``gflite`` command: flite's flags, pipes, formats, progress, errors and Ctrl-C.
+
+In-process runs call ``gflite.cli.main`` (exit code via SystemExit); anything
+about stdin, stdout, signals or terminals runs the real command in a subprocess.
+Audio is checked against native flite, the oracle.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import pytest
+
+from gflite import cli
+from gflite.errors import InputError, Interrupted, OutputError, UsageError
+from gflite.flitewasm import VOICES
+
+ROOT = Path(__file__).resolve().parent.parent
+FLITE = shutil.which("flite") or "/usr/bin/flite"
+LONG = (ROOT / "sample_texts" / "long.txt").read_text("ascii")
+HELLO = "Hello there. This is gflite speaking."
+BOOK = "A short book.\r\n\r\nIt has two paragraphs! Does it? Yes: it does.\r\n"
+GFLITE = [sys.executable, "-m", "gflite"]
+
+
+def pcm(wav: Path | bytes) -> tuple[int, bytes]:
+    with wave.open(io.BytesIO(wav) if isinstance(wav, bytes) else str(wav)) as w:
+        return w.getframerate(), w.readframes(w.getnframes())
+
+
+def native(tmp: Path, *args: str) -> tuple[int, bytes]:
+    out = tmp / "native.wav"
+    subprocess.run([FLITE, *args, "-o", str(out)], check=True)
+    return pcm(out)
+
+
+def gflite(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run ``gflite ARGS`` in-process: (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(list(args))
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err  # type: ignore[return-value]
+
+
+def ok(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    code, _, err = gflite(capsys, *args)
+    assert code == 0, err
+    return err
+
+
+@pytest.fixture
+def book(tmp_path: Path) -> Path:
+    path = tmp_path / "book.txt"
+    path.write_bytes(BOOK.encode())
+    return path
+
+
+# --- flite's command line ----------------------------------------------------------
+
+
+def test_input_and_output_as_flite_spells_them(capsys, tmp_path: Path, book: Path) -> None:
+    want = native(tmp_path, "-voice", "kal16", "-f", str(book))
+    for i, args in enumerate([
+        ("-voice", "kal16", "-f", str(book), "-o", "{out}"),
+        ("-voice", "kal16", str(book), "{out}"),  # positional: a file that exists
+        ("--voice", "kal16", str(book), "-o", "{out}"),
+        ("-o", "{out}", "-voice=kal16", "-f", str(book)),
+    ]):
+        out = tmp_path / f"out{i}.wav"
+        ok(capsys, *(a.replace("{out}", str(out)) for a in args))
+        assert pcm(out) == want, args
+
+
+def test_positional_text_is_said_like_t(capsys, tmp_path: Path) -> None:
+    want = native(tmp_path, "-voice", "kal16", "-t", HELLO)
+    ok(capsys, "-voice", "kal16", HELLO, str(tmp_path / "a.wav"))
+    ok(capsys, "-voice", "kal16", "-t", HELLO, str(tmp_path / "b.wav"))
+    assert pcm(tmp_path / "a.wav") == pcm(tmp_path / "b.wav") == want
+
+
+def test_default_voice_is_kal(capsys, tmp_path: Path) -> None:
+    ok(capsys, "-t", HELLO, "-o", str(tmp_path / "a.wav"))
+    assert pcm(tmp_path / "a.wav") == native(tmp_path, "-t", HELLO)
+
+
+def test_feature_flags_match_flite(capsys, tmp_path: Path) -> None:
+    flags = ["--setf", "duration_stretch=1.4", "--seti", "int_f0_target_mean=150", "-s", "int_f0_target_stddev=30"]
+    want = native(tmp_path, *flags, "-voice", "kal16", "-t", HELLO)
+    plain = native(tmp_path, "-voice", "kal16", "-t", HELLO)
+    assert len(want[1]) > len(plain[1]) * 1.2  # the flags did something
+    ok(capsys, *flags, "-voice", "kal16", "-t", HELLO, "-o", str(tmp_path / "a.wav"))
+    assert pcm(tmp_path / "a.wav") == want
+
+
+def test_ssml_matches_flite(capsys, tmp_path: Path) -> None:
+    doc = tmp_path / "doc.ssml"
+    doc.write_text('<speak>Good morning. <break time="500ms"/> <prosody rate="0.7">Slowly now.</prosody>\n\n'
+                   "Second part.</speak>\n")
+    ok(capsys, "-ssml", "-voice", "kal16", "-f", str(doc), "-o", str(tmp_path / "a.wav"))
+    assert pcm(tmp_path / "a.wav") == native(tmp_path, "-ssml", "-voice", "kal16", "-f", str(doc))
+
+
+def test_voice_file_equals_builtin_voice(capsys, tmp_path: Path) -> None:
+    vox = tmp_path / "slt.flitevox"
+    subprocess.run([FLITE, "-voice", "slt", "-voicedump", str(vox)], check=True)
+    text = "A voice from a file. It sounds the same!"
+    ok(capsys, "-voice", "slt", "-t", text, "-o", str(tmp_path / "a.wav"))
+    ok(capsys, "-voice", str(vox), "-t", text, "-o", str(tmp_path / "b.wav"))
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+    assert pcm(tmp_path / "a.wav") == native(tmp_path, "-voice", "slt", "-t", text)
+
+
+def test_list_voices_version_and_help(capsys) -> None:
+    code, out, _ = gflite(capsys, "-lv")
+    assert code == 0 and out.split()[2:] == list(VOICES)
+    code, out, _ = gflite(capsys, "--version")
+    assert code == 0 and out.startswith("gflite ") and "flite-2.2" in out
+    for flag in ("-h", "--help", "-?"):
+        code, out, _ = gflite(capsys, flag)
+        assert code == 0
+        for option in ("-voice", "-lv", "--setf", "-ssml", "--subtasks", "--workers", "--timeout", "-q"):
+            assert option in out
+
+
+def test_summary_and_quiet(capsys, tmp_path: Path, book: Path) -> None:
+    err = ok(capsys, "-voice", "kal16", str(book), str(tmp_path / "a.wav"))
+    assert re.fullmatch(r"gflite: wrote .*a\.wav: [0-9.]+ s of audio, 1 chunk \(\d from cache\), .*\n", err), err
+    assert ok(capsys, "-q", "-voice", "kal16", str(book), str(tmp_path / "b.wav")) == ""
+    err = ok(capsys, "-v", "-voice", "kal16", "--subtasks", "2", str(book), str(tmp_path / "c.wav"))
+    assert "characters (ascii) in 2 chunks" in err and "2 chunks" in err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("ext, codec", [("mp3", "mp3"), ("ogg", "vorbis"), ("flac", "flac")])
+def test_encoded_outputs(capsys, tmp_path: Path, book: Path, ext: str, codec: str) -> None:
+    ok(capsys, "-voice", "kal16", str(book), str(tmp_path / "ref.wav"))
+    rate, samples = pcm(tmp_path / "ref.wav")
+    out = tmp_path / f"book.{ext}"
+    ok(capsys, "-voice", "kal16", str(book), "-o", str(out))
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,sample_rate,channels", "-of", "json", str(out)],
+        check=True, capture_output=True, text=True,
+    )
+    stream = json.loads(probe.stdout)["streams"][0]
+    assert (stream["codec_name"], int(stream["sample_rate"]), stream["channels"]) == (codec, rate, 1)
+    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "s16le", "-"],
+                             check=True, capture_output=True).stdout
+    assert len(decoded) == len(samples)  # the duration, to the sample (gapless mp3 and ogg)
+    if ext == "flac":
+        assert decoded == samples  # lossless
+    assert [p.name for p in tmp_path.iterdir() if ".part" in p.name] == []
+
+
+# --- errors: one line, a documented exit code, no traceback -----------------------
+
+
+def _junk(tmp: Path) -> str:
+    path = tmp / "junk.txt"
+    path.write_bytes(bytes(range(256)) * 20)
+    return str(path)
+
+
+def _empty(tmp: Path) -> str:
+    path = tmp / "empty.txt"
+    path.write_bytes(b"  \r\n\n")
+    return str(path)
+
+
+ERRORS = [
+    (["-f", "{tmp}/missing.txt", "-o", "{tmp}/x.wav"], InputError, "input file not found"),
+    (["{tmp}/missing.txt", "{tmp}/x.wav"], InputError, "input file not found"),  # looks like a path
+    (["-f", "{empty}", "-o", "{tmp}/x.wav"], InputError, "is empty"),
+    (["-t", "", "-o", "{tmp}/x.wav"], InputError, "is empty"),
+    (["-f", "{junk}", "-o", "{tmp}/x.wav"], InputError, "looks binary"),
+    (["-f", "{tmp}", "-o", "{tmp}/x.wav"], InputError, "is a directory"),
+    (["-voice", "nosuch", "-t", "Hi.", "-o", "{tmp}/x.wav"], InputError, "unknown voice 'nosuch'"),
+    (["-voice", "{tmp}/none.flitevox", "-t", "Hi.", "-o", "{tmp}/x.wav"], InputError, "cannot read voice file"),
+    (["--setf", "duration_stretch=fast", "-t", "Hi.", "-o", "{tmp}/x.wav"], UsageError, "is not a number"),
+    (["--seti", "x=1.5", "-t", "Hi.", "-o", "{tmp}/x.wav"], UsageError, "is not an integer"),
+    (["--sets", "novalue", "-t", "Hi.", "-o", "{tmp}/x.wav"], UsageError, "takes NAME=VALUE"),
+    (["-t", "Hi.", "-o", "{tmp}/nodir/x.wav"], OutputError, "output directory does not exist"),
+    (["-t", "Hi.", "-o", "/sys/gflite-test.wav"], OutputError, "cannot write to /sys"),
+    (["-t", "Hi.", "-o", "{tmp}/x.aiff"], OutputError, 'unknown output format ".aiff"'),
+    (["-t", "Hi.", "-o", "{tmp}/noext"], OutputError, "unknown output format"),
+    (["-t", "Hi.", "-o", "{tmp}"], OutputError, "is a directory"),
+    (["-t", "Hi.", "-f", "{book}", "-o", "{tmp}/x.wav"], UsageError, "not both"),
+    (["-t", "Hi.", "-o", "{tmp}/x.wav", "{tmp}/y.wav"], UsageError, "two outputs"),
+    (["{book}", "{tmp}/x.wav", "extra"], UsageError, "unexpected extra argument"),
+    (["--timeout", "soon", "-t", "Hi.", "-o", "{tmp}/x.wav"], UsageError, "--timeout takes seconds"),
+    (["--timeout", "0", "-t", "Hi.", "-o", "{tmp}/x.wav"], UsageError, "--timeout takes seconds"),
+    (["--timeout", "1:30", "-t", "Hi.", "-o", "{tmp}/x.wav"], UsageError, "--timeout takes seconds"),
+    (["--subtask-timeout", "-5", "-t", "Hi.", "-o", "{tmp}/x.wav"], UsageError, "--subtask-timeout takes"),
+    (["--subtasks", "0", "-t", "Hi.", "-o", "{tmp}/x.wav"], UsageError, "--subtasks"),
+    (["-j", "zero", "-t", "Hi.", "-o", "{tmp}/x.wav"], UsageError, "-j"),
+    (["--frobnicate", "-t", "Hi."], UsageError, "unrecognized arguments: --frobnicate"),
+    (["-voice"], UsageError, "expected one argument"),
+    (["--subtask-timeout", "0.001", "-f", "{book}", "-o", "{tmp}/x.wav"], None, "subtasks failed: chunk00001"),
+    (["--timeout", "0.001", "-f", "{book}", "-o", "{tmp}/x.wav"], None, "task timeout of 0.001 s exceeded"),
+]
+
+
+@pytest.mark.parametrize("args, error, message", ERRORS)
+def test_errors_are_one_line_with_their_exit_code(capsys, tmp_path: Path, book: Path, args, error, message) -> None:
+    subs = {"{tmp}": str(tmp_path), "{book}": str(book)}
+    if "{junk}" in args:
+        subs["{junk}"] = _junk(tmp_path)
+    if "{empty}" in args:
+        subs["{empty}"] = _empty(tmp_path)
+    argv = []
+    for a in args:
+        for k, v in subs.items():
+            a = a.replace(k, v)
+        argv.append(a)
+    code, out, err = gflite(capsys, *argv)
+    assert code == (error.exit_code if error else 5)
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("gflite: error: ") and message in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "x.wav").exists()
+    assert [p.name for p in tmp_path.iterdir() if ".part" in p.name] == []
+
+
+def test_exit_codes_are_documented() -> None:
+    doc = cli.__doc__ or ""
+    for error in (UsageError, InputError, OutputError, Interrupted):
+        assert f"{error.exit_code} " in doc
+
+
+# --- pipes, terminals and signals (real processes) -------------------------------
+
+
+def run(args: list[str], *, cwd: Path, **kw) -> subprocess.CompletedProcess[bytes]:  # type: ignore[no-untyped-def]
+    return subprocess.run(GFLITE + args, cwd=cwd, capture_output=True, timeout=120, **kw)
+
+
+def test_stdin_to_stdout(tmp_path: Path, book: Path) -> None:
+    want = native(tmp_path, "-voice", "kal16", "-f", str(book))
+    for args in (["-", "-o", "-"], ["-f", "-", "-o", "-"], ["-o", "-"]):
+        r = run(["-voice", "kal16", *args], cwd=tmp_path, input=BOOK.encode())
+        assert r.returncode == 0, r.stderr
+        assert r.stderr == b""  # messages never mix with the audio; no bar without a terminal
+        assert r.stdout[:4] == b"RIFF" and r.stdout[44:] == want[1]
+
+
+def test_stream_starts_long_before_the_end(tmp_path: Path) -> None:
+    """``gflite book.txt -o - | aplay``: audio flows as soon as the first chunk is done."""
+    text = LONG[: LONG.index("\n\n", 2500) + 2]
+    (tmp_path / "book.txt").write_text(text)
+    started = time.monotonic()
+    proc = subprocess.Popen(GFLITE + ["-voice", "slt", "book.txt", "-o", "-"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    head = proc.stdout.read(4096)
+    first = time.monotonic() - started
+    rest = proc.stdout.read()
+    proc.wait(timeout=120)
+    total = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr.read()  # type: ignore[union-attr]
+    assert head[:4] == b"RIFF" and len(head) == 4096 and len(rest) > 20 * len(head)
+    assert first < 0.6 * total, (first, total)
+
+
+def test_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
+    text = " ".join([HELLO] * 8)  # one chunk, far more audio than a pipe holds
+    proc = subprocess.Popen(GFLITE + ["-voice", "kal16", "-t", text, "-o", "-"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(10) == b"RIFF\xff\xff\xff\xffWA"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""
+
+
+def _pty_run(args: list[str], cwd: Path, *, stdout_tty: bool) -> tuple[int, bytes]:
+    """Run gflite with stderr (and optionally stdout) on a pseudo-terminal."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(GFLITE + args, cwd=cwd, stdin=subprocess.DEVNULL, stderr=slave,
+                            stdout=slave if stdout_tty else subprocess.DEVNULL)
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        if not ready:
+            break
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the terminal's other side is closed
+            break
+        if not data:
+            break
+        seen += data
+    os.close(master)
+    return proc.wait(timeout=60), seen
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    (tmp_path / "book.txt").write_text(LONG[:3000])
+    args = ["-voice", "kal16", "--subtasks", "3", "book.txt", "out.wav"]
+    code, seen = _pty_run(args, tmp_path, stdout_tty=False)
+    assert code == 0, seen
+    text = seen.decode("utf-8", "replace")
+    assert "3/3 chunks" in text and re.search(r"\d+ s audio", text) and "ETA" in text, text
+    assert "\r" in text  # redrawn in place
+    assert "gflite: wrote out.wav" in text
+
+    code, seen = _pty_run(["-q", *args], tmp_path, stdout_tty=False)
+    assert (code, seen) == (0, b"")
+
+    r = run(args, cwd=tmp_path)  # stderr is a pipe: no bar, just the summary
+    assert r.returncode == 0 and r.stderr.decode().startswith("gflite: wrote out.wav") and b"\r" not in r.stderr
+
+
+def test_no_wav_on_a_terminal(tmp_path: Path) -> None:
+    code, seen = _pty_run(["-t", "Hi.", "-o", "-"], tmp_path, stdout_tty=True)
+    assert code == OutputError.exit_code
+    assert seen.decode().strip().startswith("gflite: error: refusing to write WAV audio to a terminal")
+
+
+def _results(cache: Path) -> int:
+    return len(list((cache / "results").rglob("*.result"))) if (cache / "results").is_dir() else 0
+
+
+def test_ctrl_c_leaves_nothing_and_a_rerun_resumes(tmp_path: Path, fresh_cache: Path) -> None:
+    # Twice as long, the copy in another order: no two chunks alike (equal chunks share a cache entry).
+    text = (LONG + "\n\n".join(reversed(LONG.split("\n\n")))).replace("\n", "\r\n")
+    (tmp_path / "book.txt").write_bytes(text.encode())
+    out_dir, tmp_dir = tmp_path / "out", tmp_path / "tmp"
+    out_dir.mkdir()
+    tmp_dir.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp_dir))  # where workers' attempt directories go
+    args = GFLITE + ["-voice", "kal16", "--subtasks", "8", "-j1", "book.txt", "out/book.wav"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while _results(fresh_cache) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.decode() == f"gflite: error: {cli.INTERRUPTED}\n"
+    assert list(out_dir.iterdir()) == [] and list(tmp_dir.iterdir()) == []
+    done = _results(fresh_cache)
+    assert 2 <= done < 8
+
+    r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    cached = int(re.search(rb"8 chunks \((\d+) from cache\)", r.stderr).group(1))  # type: ignore[union-attr]
+    assert cached == done  # finished chunks were not synthesised again
+    assert pcm(out_dir / "book.wav") == native(tmp_path, "-voice", "kal16", "-f", str(tmp_path / "book.txt"))
+    assert sorted(p.name for p in out_dir.iterdir()) == ["book.wav"] and list(tmp_dir.iterdir()) == []

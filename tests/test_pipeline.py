@@ -1,0 +1,286 @@
+"""The whole job in-process, proven against native flite (the oracle).
+
+kal and kal16 are deterministic across utterances, so a chunked render must
+equal native ``flite -f`` on the whole book, sample for sample. slt, rms and
+awb carry noise-generator state from one utterance to the next, so for them
+each chunk must equal native flite run on that chunk's text alone.
+"""
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+
+import pytest
+
+from gflite import pipeline, synth
+from gflite.errors import ExecutionError, InputError, OutputError
+from gflite.flitewasm import VOICES
+from gflite.gwasm.cache import ResultCache
+
+ROOT = Path(__file__).resolve().parent.parent
+FLITE = shutil.which("flite") or "/usr/bin/flite"
+LONG = (ROOT / "sample_texts" / "long.txt").read_text("ascii")
+DIALOGUE = (ROOT / "sample_texts" / "dialogue.txt").read_text("ascii")
+SHORT = DIALOGUE[: DIALOGUE.index("\n\n", 300) + 2]  # a few paragraphs, several utterances
+TINY = "The Number 9 Tram\n\nMr. Quill took the tram. He never spoke!\n\nThen, one day, he did.\n"
+
+
+def crlf(text: str) -> str:
+    return text.replace("\n", "\r\n")
+
+
+def pcm(wav: Path | bytes) -> tuple[int, bytes]:
+    """(rate, samples) read with the standard library, not with gflite's code."""
+    with wave.open(io.BytesIO(wav) if isinstance(wav, bytes) else str(wav)) as w:
+        return w.getframerate(), w.readframes(w.getnframes())
+
+
+def native(text: str, voice: str, tmp: Path, *flags: str) -> tuple[int, bytes]:
+    """What ``flite -f`` makes of exactly ``text``'s bytes."""
+    src, out = tmp / "native.txt", tmp / "native.wav"
+    src.write_bytes(text.encode("ascii"))
+    subprocess.run([FLITE, *flags, "-voice", voice, "-f", str(src), "-o", str(out)], check=True)
+    return pcm(out)
+
+
+def make_job(book: Path, out: Path | str, voice: str = "kal16", **kw: object) -> pipeline.Job:
+    options = synth.SynthOptions(synth.resolve_voice(voice))
+    return pipeline.Job(source=pipeline.Source("file", str(book)), output=str(out), options=options, **kw)
+
+
+def write(tmp: Path, name: str, text: str) -> Path:
+    path = tmp / name
+    path.write_bytes(text.encode("ascii"))
+    return path
+
+
+def litter(directory: Path) -> list[str]:
+    """Files gflite may have left in the output directory (temporaries included)."""
+    return sorted(p.name for p in directory.iterdir() if p.suffix in (".wav", ".part") or ".part" in p.name)
+
+
+@pytest.mark.parametrize(
+    "voice, text, variants",
+    [
+        # Default chunk sizes (growing from small), a forced size, and --subtasks.
+        ("kal16", crlf(LONG[: LONG.index("\n\n", 5000) + 2]), [{}, {"target_chars": 1500}, {"subtasks": 5}]),
+        ("kal", crlf(SHORT), [{"target_chars": 1000}, {"subtasks": 3}]),
+    ],
+)
+def test_book_equals_native_flite_whole_file(tmp_path: Path, voice: str, text: str, variants: list) -> None:
+    book = write(tmp_path, "book.txt", text)
+    want = native(text, voice, tmp_path)
+    assert len(want[1]) > 0
+    for kw in variants:
+        out = tmp_path / "out.wav"
+        summary = pipeline.render(make_job(book, out, voice, **kw), cache=ResultCache(tmp_path / f"c{len(kw)}"))
+        assert summary.chunks > 1, kw
+        assert pcm(out) == want, kw
+        assert summary.audio_seconds == pytest.approx(len(want[1]) / 2 / want[0])
+
+
+@pytest.mark.parametrize("voice", VOICES)
+def test_output_is_the_same_whatever_the_workers(tmp_path: Path, voice: str) -> None:
+    """Byte-identical output with 1 or 2 workers, and each chunk as native flite makes it."""
+    book = write(tmp_path, "book.txt", TINY)
+    outs = []
+    for workers in (1, 2):
+        out = tmp_path / f"j{workers}.wav"
+        job = make_job(book, out, voice, subtasks=3, workers=workers)
+        summary = pipeline.render(job, cache=ResultCache(tmp_path / f"cache{workers}"))
+        assert (summary.chunks, summary.from_cache) == (3, 0)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    if voice in ("kal", "kal16"):
+        assert pcm(outs[0]) == native(TINY, voice, tmp_path)
+    else:
+        rate, pieces = pcm(outs[0])[0], b""
+        for c in pipeline.plan_chunks(TINY, job):
+            r, samples = native(c.text, voice, tmp_path)
+            assert r == rate
+            pieces += samples
+        assert pcm(outs[0])[1] == pieces
+
+
+def test_kal16_output_is_the_same_whatever_the_subtasks(tmp_path: Path) -> None:
+    book = write(tmp_path, "book.txt", crlf(SHORT) + LONG[:2500])
+    outs = set()
+    for n in (1, 2, 3, 7):
+        out = tmp_path / f"s{n}.wav"
+        summary = pipeline.render(make_job(book, out, subtasks=n))
+        assert summary.chunks == n
+        outs.add(out.read_bytes())
+    assert len(outs) == 1
+
+
+def test_stdout_stream_equals_file_and_starts_before_the_end(tmp_path: Path) -> None:
+    book = write(tmp_path, "book.txt", SHORT)
+    file_out = tmp_path / "out.wav"
+    pipeline.render(make_job(book, file_out, subtasks=3, workers=1))
+
+    class Pipe(io.RawIOBase):
+        """A non-seekable stdout that notes what had been flushed when each chunk finished."""
+
+        def __init__(self) -> None:
+            self.data = bytearray()
+            self.flushed = 0
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b) -> int:  # type: ignore[no-untyped-def]
+            self.data += b
+            return len(b)
+
+        def flush(self) -> None:
+            self.flushed = len(self.data)
+
+    stream = Pipe()
+    flushed_at = []
+    summary = pipeline.render(
+        make_job(book, "-", subtasks=3, workers=1),
+        stdout=stream,  # type: ignore[arg-type]
+        on_progress=lambda p: flushed_at.append(stream.flushed),
+        cache=ResultCache(tmp_path / "fresh"),
+    )
+    assert summary.from_cache == 0
+    # With one worker the chunks finish in order: the first one's audio is out
+    # (header and samples, flushed) before the last chunk is done.
+    assert flushed_at[0] == 0 and 44 < flushed_at[-1] < len(stream.data)
+    wav = file_out.read_bytes()
+    assert bytes(stream.data[4:8]) == bytes(stream.data[40:44]) == b"\xff" * 4  # sizes unknown while streaming
+    assert bytes(stream.data[8:40]) == wav[8:40] and bytes(stream.data[44:]) == wav[44:]
+
+    seekable = io.BytesIO()  # stdout redirected to a file: the sizes are patched in at the end
+    pipeline.render(make_job(book, "-", subtasks=3), stdout=seekable)
+    assert seekable.getvalue() == wav
+
+
+def test_plan_and_progress_events(tmp_path: Path) -> None:
+    book = write(tmp_path, "book.txt", SHORT)
+    job = make_job(book, tmp_path / "out.wav", subtasks=3)
+    events: list[object] = []
+    cache = ResultCache(tmp_path / "cache")
+    summary = pipeline.render(job, on_plan=events.append, on_progress=events.append, cache=cache)
+    plan, *progress = events
+    assert isinstance(plan, pipeline.Plan) and plan.chunks == 3 and plan.characters == len(SHORT)
+    assert plan.workers >= 1 and plan.text.encoding == "ascii"
+    assert [p.chunks_done for p in progress] == [1, 2, 3]  # type: ignore[attr-defined]
+    assert progress[-1].characters_done == len(SHORT)  # type: ignore[attr-defined]
+    assert sum(p.characters for p in progress) == len(SHORT)  # type: ignore[attr-defined]
+    audio = [p.audio_seconds for p in progress]  # type: ignore[attr-defined]
+    assert audio == sorted(audio) and audio[0] > 0
+    assert audio[-1] == pytest.approx(summary.audio_seconds)
+    assert not any(p.from_cache for p in progress)  # type: ignore[attr-defined]
+
+    events.clear()
+    again = pipeline.render(job, on_progress=events.append, cache=cache)
+    assert again.from_cache == 3 and all(p.from_cache for p in events)  # type: ignore[attr-defined]
+    assert again.audio_seconds == pytest.approx(summary.audio_seconds)
+
+
+def test_interrupt_leaves_no_file_and_a_rerun_resumes(tmp_path: Path) -> None:
+    text = crlf(SHORT) + LONG[:2000]
+    book = write(tmp_path, "book.txt", text)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "book.wav"
+    out.write_bytes(b"an older file, kept until the new one is complete")
+    cache = ResultCache(tmp_path / "cache")
+    job = make_job(book, out, subtasks=5, workers=1)
+
+    def interrupt(p: pipeline.Progress) -> None:
+        if p.chunks_done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.render(job, on_progress=interrupt, cache=cache)
+    assert out.read_bytes().startswith(b"an older file")
+    assert litter(out_dir) == ["book.wav"]
+
+    summary = pipeline.render(job, cache=cache)
+    assert summary.from_cache >= 2 and summary.chunks == 5
+    assert pcm(out) == native(text, "kal16", tmp_path)
+    assert litter(out_dir) == ["book.wav"]
+
+
+def test_failed_chunk_leaves_no_file(tmp_path: Path) -> None:
+    book = write(tmp_path, "book.txt", SHORT)
+    out = tmp_path / "out.wav"
+    job = make_job(book, out, subtasks=2, subtask_timeout=0.001, retries=0)
+    with pytest.raises(ExecutionError, match="time limit"):
+        pipeline.render(job, cache=ResultCache(tmp_path / "cache"))
+    assert litter(tmp_path) == []
+
+
+def test_output_is_checked_before_the_input_is_read(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-book.txt"
+    for output, message in [
+        (tmp_path / "nodir" / "x.wav", "output directory does not exist"),
+        (tmp_path / "x.aiff", "unknown output format"),
+        (tmp_path, "is a directory"),
+    ]:
+        with pytest.raises(OutputError, match=message):
+            pipeline.render(make_job(missing, output))
+    with pytest.raises(InputError, match="not found"):
+        pipeline.render(make_job(missing, tmp_path / "x.wav"))
+    assert litter(tmp_path) == []
+
+
+def test_literal_and_ssml_are_one_chunk(tmp_path: Path) -> None:
+    options = synth.SynthOptions(synth.Voice("kal16"))
+    literal = pipeline.Job(pipeline.Source("text", SHORT), str(tmp_path / "t.wav"), options, subtasks=4)
+    assert pipeline.render(literal).chunks == 1
+    subprocess.run([FLITE, "-voice", "kal16", "-t", SHORT, "-o", str(tmp_path / "n.wav")], check=True)
+    assert pcm(tmp_path / "t.wav") == pcm(tmp_path / "n.wav")
+
+    ssml = "<speak>One sentence. <break/> Two sentences.\n\nA third.</speak>\n"
+    book = write(tmp_path, "s.ssml", ssml)
+    job = pipeline.Job(pipeline.Source("file", str(book)), str(tmp_path / "s.wav"),
+                       synth.SynthOptions(synth.Voice("kal16"), ssml=True), subtasks=3)
+    assert pipeline.render(job).chunks == 1
+    assert pcm(tmp_path / "s.wav") == native(ssml, "kal16", tmp_path, "-ssml")
+
+
+def test_discard_output(tmp_path: Path) -> None:
+    book = write(tmp_path, "book.txt", SHORT)
+    summary = pipeline.render(make_job(book, "none", subtasks=2))
+    assert summary.chunks == 2 and summary.audio_seconds > 0
+    assert litter(tmp_path) == []
+
+
+def test_editing_one_paragraph_resynthesises_only_its_chunks(tmp_path: Path) -> None:
+    """Cuts are content-defined: an edit moves no cut far from it, so the
+    chunks before and after it keep their text and their cached audio."""
+    paragraphs = LONG.split("\n\n")
+    middle = next(i for i in range(len(paragraphs) // 2, len(paragraphs)) if " the " in paragraphs[i])
+    edited = list(paragraphs)
+    edited[middle] = edited[middle].replace(" the ", " that very ", 1)
+    assert edited != paragraphs
+    cache = ResultCache(tmp_path / "cache")
+    book = write(tmp_path, "book.txt", LONG)
+    job = make_job(book, tmp_path / "a.wav", target_chars=1000)
+    first = pipeline.render(job, cache=cache)
+    assert first.chunks >= 8
+    before = {c.sha256 for c in pipeline.plan_chunks(LONG, job)}
+    write(tmp_path, "book.txt", "\n\n".join(edited))
+    job = make_job(book, tmp_path / "b.wav", target_chars=1000)
+    changed = [c for c in pipeline.plan_chunks("\n\n".join(edited), job) if c.sha256 not in before]
+    second = pipeline.render(job, cache=cache)
+    # Exactly the chunks whose text changed are synthesised again...
+    assert second.chunks - second.from_cache == len(changed)
+    # ...and a one-word edit changes only the chunk holding it, or a neighbour too.
+    assert 1 <= len(changed) <= 3, f"{len(changed)} of {second.chunks} chunks changed after a one-word edit"
+    assert pcm(tmp_path / "b.wav") == native("\n\n".join(edited), "kal16", tmp_path)
+
+
+def test_source_kinds(tmp_path: Path) -> None:
+    assert pipeline.Source("text", "Hi there.").read().text == "Hi there."
+    assert pipeline.Source("stdin", "-").read(io.BytesIO(b"From a pipe.\n")).text == "From a pipe.\n"
+    book = write(tmp_path, "b.txt", "On disk.\r\n")
+    assert pipeline.Source("file", str(book)).read().text == "On disk.\r\n"
+    with pytest.raises(ValueError):
+        pipeline.Source("url", "x")
