@@ -15,7 +15,6 @@ Exit codes: 0 ok · 1 other error · 2 bad usage · 3 bad input text or voice ·
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
@@ -23,7 +22,10 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING, BinaryIO, List, NoReturn, Optional
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, BinaryIO, List, Optional
+
+import typer
 
 from gflite import __version__
 from gflite.errors import GfliteError, Interrupted, OutputError, UsageError
@@ -64,85 +66,6 @@ def _duration(value: Optional[str], flag: str) -> Optional[float]:
     return seconds
 
 
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"takes a whole number, not {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
-    return n
-
-
-def _price(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"takes a number, not {value!r}") from None
-    if not math.isfinite(x) or x < 0:
-        raise argparse.ArgumentTypeError(f"must be a number of at least 0, not {value!r}")
-    return x
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # argparse would print the usage and exit
-        raise UsageError(f"{message} (see {PROG} --help)")
-
-
-def parser() -> argparse.ArgumentParser:
-    """flite's flags as flite spells them (-voice, -lv, -ssml, --setf...) plus g-flite's and ours.
-
-    argparse rather than typer: typer >= 0.2x coerces every value through
-    pydantic, which costs a third of gflite's 0.4 s start-up budget.
-    """
-    p = _Parser(
-        prog=PROG,
-        usage=f"{PROG} [options] [TEXT_OR_FILE [OUTFILE]]",
-        description="Convert text to speech with flite, in parallel, as sandboxed subtasks. "
-        "Existing flite commands work with a g in front.",
-        epilog=EPILOG,
-        add_help=False,
-        allow_abbrev=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("positional", nargs="*", metavar="TEXT_OR_FILE [OUTFILE]",
-                   help="a file to read if one exists by that name (- is stdin), else text to say; then the output")
-    flite = p.add_argument_group("flite's options")
-    flite.add_argument("-h", "--help", "-?", action="help", help="show this help and exit")
-    flite.add_argument("--version", action="store_true", help="print the version and exit")
-    flite.add_argument("-t", dest="text", metavar="TEXT", help="say TEXT (as one utterance, as flite does)")
-    flite.add_argument("-f", dest="file", metavar="FILE", help="read the text from FILE (- is stdin)")
-    flite.add_argument("-o", dest="output", metavar="OUTFILE",
-                       help="write audio here: .wav, .mp3, .ogg, .flac; - is WAV on stdout; "
-                       "none discards it; play (the default) plays it")
-    flite.add_argument("-voice", "--voice", default="kal", metavar="NAME",
-                       help="kal (default), kal16, awb, rms, slt, or a .flitevox file")
-    flite.add_argument("-lv", dest="list_voices", action="store_true", help="list the voices and exit")
-    flite.add_argument("--setf", action="append", default=[], metavar="F=V", help="set a float feature")
-    flite.add_argument("--seti", action="append", default=[], metavar="F=V", help="set an int feature")
-    flite.add_argument("--sets", action="append", default=[], metavar="F=V", help="set a string feature")
-    flite.add_argument("-s", "--set", dest="setany", action="append", default=[], metavar="F=V",
-                       help="set a feature (type guessed)")
-    flite.add_argument("-ssml", action="store_true", help="read the input as SSML (spoken as one chunk)")
-    flite.add_argument("-v", dest="verbose", action="store_true", help="say what is being done and how fast")
-    g = p.add_argument_group("parallel and distributed")
-    g.add_argument("--subtasks", type=_positive_int, metavar="N",
-                   help="split into N chunks (default: by text length and voice)")
-    g.add_argument("-j", "--workers", type=_positive_int, metavar="N",
-                   help="local worker processes (default: all cores)")
-    g.add_argument("--timeout", metavar="T", help="for the whole job, in seconds or HH:MM:SS")
-    g.add_argument("--subtask-timeout", default="600", metavar="T",
-                   help="for each chunk, in seconds or HH:MM:SS (default: 600)")
-    g.add_argument("--cluster", default=os.environ.get("GFLITE_CLUSTER") or None, metavar="ADDRESS",
-                   help="run on a Dask scheduler, tcp://host:8786 or tls://... (env GFLITE_CLUSTER)")
-    g.add_argument("--redundancy", type=_positive_int, default=1, metavar="K",
-                   help="run each chunk on K distinct providers and compare")
-    g.add_argument("--bid", type=_price, metavar="PRICE", help="most you pay per CPU-second")
-    g.add_argument("--budget", type=_price, metavar="AMOUNT", help="most you pay for the whole job")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes, only errors")
-    return p
-
-
 EPILOG = """exit codes: 0 ok, 1 other error, 2 bad usage, 3 bad input text or voice,
   5 a chunk failed or the job timed out, 6 providers disagreed, 7 bid or budget,
   8 cluster, 9 output, 130 interrupted (finished chunks are cached: rerun to resume)
@@ -154,9 +77,92 @@ examples:
 """
 
 
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+@app.command(
+    context_settings={"help_option_names": ["-h", "--help", "-?"]},
+    epilog=EPILOG,
+    no_args_is_help=False,
+)
+def _command(
+    positional: Optional[List[str]] = typer.Argument(
+        None, metavar="[TEXT_OR_FILE [OUTFILE]]", show_default=False,
+        help="A file to read if one exists by that name (- is stdin), else text to say; then the output.",
+    ),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    text: Optional[str] = typer.Option(None, "-t", metavar="TEXT", help="Say TEXT (as one utterance, as flite does)."),
+    file: Optional[str] = typer.Option(None, "-f", metavar="FILE", help="Read the text from FILE (- is stdin)."),
+    output: Optional[str] = typer.Option(
+        None, "-o", metavar="OUTFILE",
+        help="Write audio here: .wav, .mp3, .ogg, .flac; - is WAV on stdout; none discards it; "
+        "play (the default) plays it.",
+    ),
+    voice: str = typer.Option("kal", "-voice", "--voice", metavar="NAME",
+                              help="kal (default), kal16, awb, rms, slt, or a .flitevox file."),
+    list_voices: bool = typer.Option(False, "-lv", help="List the voices and exit."),
+    setf: List[str] = typer.Option([], "--setf", metavar="F=V", help="Set a float feature."),
+    seti: List[str] = typer.Option([], "--seti", metavar="F=V", help="Set an int feature."),
+    sets: List[str] = typer.Option([], "--sets", metavar="F=V", help="Set a string feature."),
+    setany: List[str] = typer.Option([], "-s", "--set", metavar="F=V", help="Set a feature (type guessed)."),
+    ssml: bool = typer.Option(False, "-ssml", help="Read the input as SSML (spoken as one chunk)."),
+    verbose: bool = typer.Option(False, "-v", help="Say what is being done and how fast."),
+    subtasks: Optional[int] = typer.Option(None, "--subtasks", min=1, metavar="N",
+                                           help="Split into N chunks (default: by text length and voice)."),
+    workers: Optional[int] = typer.Option(None, "-j", "--workers", min=1, metavar="N",
+                                          help="Local worker processes (default: all cores)."),
+    timeout: Optional[str] = typer.Option(None, "--timeout", metavar="T",
+                                          help="For the whole job, in seconds or HH:MM:SS."),
+    subtask_timeout: str = typer.Option("600", "--subtask-timeout", metavar="T",
+                                        help="For each chunk, in seconds or HH:MM:SS."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", envvar="GFLITE_CLUSTER", metavar="ADDRESS",
+                                          help="Run on a Dask scheduler, tcp://host:8786 or tls://..."),
+    redundancy: int = typer.Option(1, "--redundancy", min=1, metavar="K",
+                                   help="Run each chunk on K distinct providers and compare."),
+    bid: Optional[float] = typer.Option(None, "--bid", min=0, metavar="PRICE", help="Most you pay per CPU-second."),
+    budget: Optional[float] = typer.Option(None, "--budget", min=0, metavar="AMOUNT",
+                                           help="Most you pay for the whole job."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or notes, only errors."),
+) -> None:
+    """Convert text to speech with flite, in parallel, as sandboxed subtasks.
+    Existing flite commands work with a g in front."""
+    for name, value in (("--bid", bid), ("--budget", budget)):
+        if value is not None and not math.isfinite(value):
+            raise UsageError(f"{name} must be a finite number, not {value}")
+    _run(SimpleNamespace(
+        positional=positional, version=version, text=text, file=file, output=output, voice=voice,
+        list_voices=list_voices, setf=setf, seti=seti, sets=sets, setany=setany, ssml=ssml,
+        verbose=verbose, subtasks=subtasks, workers=workers, timeout=timeout,
+        subtask_timeout=subtask_timeout, cluster=cluster or None, redundancy=redundancy, bid=bid,
+        budget=budget, quiet=quiet,
+    ))
+
+
+
+
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    import click
+
+    return (click.UsageError,)
+
+
 def run(argv: Optional[List[str]] = None) -> None:
-    """Parse ``argv`` and do what it asks; raises GfliteError subclasses."""
-    args = parser().parse_intermixed_args(argv)
+    """Parse ``argv`` (flite's flags via typer) and do what it asks; raises GfliteError subclasses."""
+    try:
+        app(args=argv, prog_name=PROG, standalone_mode=False)
+    except _usage_error_types() as exc:
+        raise UsageError(f"{exc.format_message()} (see {PROG} --help)") from None  # type: ignore[attr-defined]
+    except click_abort() as exc:  # click's Ctrl-C
+        raise KeyboardInterrupt from exc
+
+
+def click_abort() -> type[BaseException]:
+    import click
+
+    return click.exceptions.Abort
+
+
+def _run(args: SimpleNamespace) -> None:
     if args.version:
         _print_version()
         return

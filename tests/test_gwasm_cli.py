@@ -3,6 +3,8 @@ their exit codes and one-line errors, Ctrl-C, and the original gWASM flite examp
 checked against native flite."""
 from __future__ import annotations
 
+import re
+
 import copy
 import json
 import os
@@ -172,14 +174,15 @@ def test_unwritable_output_is_exit_9(tmp_path: Path, wat_program: WatProgram, fr
 
 def test_usage_errors_are_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     for argv, message in [
-        (["run", "--bogus", "x"], "gwasm: error: No such option: --bogus (see gwasm run --help)\n"),
-        (["run"], "gwasm: error: Missing argument 'task'. (see gwasm run --help)\n"),
-        (["frob"], "gwasm: error: No such command 'frob'. (see gwasm --help)\n"),
+        (["run", "--bogus", "x"], r"^gwasm: error: No such option:? '?--bogus'?\.? \(see gwasm run --help\)\n$"),
+        (["run"], r"^gwasm: error: Missing argument '(?i:task)'\. \(see gwasm run --help\)\n$"),
+        (["frob"], r"^gwasm: error: No such command 'frob'\. \(see gwasm --help\)\n$"),
     ]:
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2
-        assert capsys.readouterr().err == message
+        # click's wording varies a little between releases; the shape must not.
+        assert re.match(message, capsys.readouterr().err)
 
 
 def test_main_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -284,3 +284,31 @@ def test_source_kinds(tmp_path: Path) -> None:
     assert pipeline.Source("file", str(book)).read().text == "On disk.\r\n"
     with pytest.raises(ValueError):
         pipeline.Source("url", "x")
+
+
+def test_written_audio_is_not_kept_in_memory(tmp_path: Path) -> None:
+    """A book's audio goes to disk chunk by chunk: once written, no chunk's
+    samples stay alive in the requestor (a 9-hour book is ~1 GB of PCM).
+    gc is off so that audio kept alive only by reference cycles counts too."""
+    import gc
+
+    from gflite.gwasm.subtask import SubtaskResult
+
+    book = write(tmp_path, "book.txt", SHORT + LONG[:3000])
+    alive: list[int] = []
+
+    def count(p: pipeline.Progress) -> None:
+        alive.append(sum(1 for o in gc.get_objects()
+                         if isinstance(o, SubtaskResult) and any(len(data) for _, data in o.outputs)))
+
+    gc.collect()  # earlier tests' garbage must not count
+    gc.disable()
+    try:
+        summary = pipeline.render(make_job(book, tmp_path / "out.wav", subtasks=8, workers=1), on_progress=count,
+                                  cache=ResultCache(tmp_path / "cache"))
+    finally:
+        gc.enable()
+    assert summary.chunks == 8
+    # With one worker: the chunk just finished, perhaps the one before it
+    # still being handed over; never the whole book so far.
+    assert max(alive) <= 2, alive

@@ -95,7 +95,9 @@ class SubtaskState:
 
     def record(self, result: SubtaskResult) -> None:
         """Take an attempt's result; sets ``final`` once the subtask is decided."""
-        self.attempts.append(result)
+        # Only who failed and why is needed later: keeping outputs would hold
+        # every result's data until the task ends.
+        self.attempts.append(_without_data(result) if result.ok else result)
         if result.ok:
             self.final = result
         elif len(self.attempts) >= self.max_attempts:
@@ -145,6 +147,9 @@ class VerifiedState:
         self.in_flight = 0
         self.final: SubtaskResult | None = None
         self.from_cache = False
+        # Votes need only digests: one full copy per distinct digest is kept
+        # for the winner, so k replicas do not hold k copies of the audio.
+        self._data: dict[str, SubtaskResult] = {}
 
     def wants(self) -> bool:
         return self.final is None and self.quorum.needed() > 0
@@ -159,8 +164,11 @@ class VerifiedState:
         self.quorum.start(provider)
 
     def record(self, result: SubtaskResult) -> None:
-        self.quorum.add(result)
-        if not result.ok:
+        if result.ok:
+            self._data.setdefault(result.digest, result)
+            self.quorum.add(_without_data(result))
+        else:
+            self.quorum.add(result)
             self.failures += 1
         self._decide()
 
@@ -177,7 +185,8 @@ class VerifiedState:
         q = self.quorum
         win = q.winner
         if win is not None:
-            self.final = replace(win, provider=AGREED.join(q.agreeing))
+            self.final = replace(self._data[win.digest], provider=AGREED.join(q.agreeing))
+            self._data.clear()
             return
         if not q.failed and self.failures > self.max_failures:
             q.abandon(f"{self.failures} replicas failed")

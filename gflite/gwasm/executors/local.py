@@ -579,6 +579,9 @@ class LocalExecutor(Executor):
             sandbox.remove_tree(attempt.workdir)
         if not attempt.future.done():
             attempt.future.set_result(result)
+        # Break the future <-> attempt cycle, or every result's audio would live
+        # until a full garbage collection (a whole book, for gflite).
+        attempt.future._attempt = None  # type: ignore[attr-defined]
 
     def _shutdown(self) -> None:
         for slot in self._slots:
