@@ -129,13 +129,24 @@ def _command(
     for name, value in (("--bid", bid), ("--budget", budget)):
         if value is not None and not math.isfinite(value):
             raise UsageError(f"{name} must be a finite number, not {value}")
-    _run(SimpleNamespace(
-        positional=positional, version=version, text=text, file=file, output=output, voice=voice,
-        list_voices=list_voices, setf=setf, seti=seti, sets=sets, setany=setany, ssml=ssml,
-        verbose=verbose, subtasks=subtasks, workers=workers, timeout=timeout,
-        subtask_timeout=subtask_timeout, cluster=cluster or None, redundancy=redundancy, bid=bid,
-        budget=budget, quiet=quiet,
-    ))
+    try:
+        _run(SimpleNamespace(
+            positional=positional, version=version, text=text, file=file, output=output, voice=voice,
+            list_voices=list_voices, setf=setf, seti=seti, sets=sets, setany=setany, ssml=ssml,
+            verbose=verbose, subtasks=subtasks, workers=workers, timeout=timeout,
+            subtask_timeout=subtask_timeout, cluster=cluster or None, redundancy=redundancy, bid=bid,
+            budget=budget, quiet=quiet,
+        ))
+    except (KeyboardInterrupt, BrokenPipeError) as exc:
+        # typer would turn these into exit codes of its own (130 returned, or 1
+        # for a closed pipe); carry them past it to main(), which decides.
+        raise _Carry(exc) from None
+
+
+class _Carry(Exception):
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
 
 
 
@@ -149,11 +160,15 @@ def _usage_error_types() -> tuple[type[BaseException], ...]:
 def run(argv: Optional[List[str]] = None) -> None:
     """Parse ``argv`` (flite's flags via typer) and do what it asks; raises GfliteError subclasses."""
     try:
-        app(args=argv, prog_name=PROG, standalone_mode=False)
+        code = app(args=argv, prog_name=PROG, standalone_mode=False)
+    except _Carry as carried:
+        raise carried.exc from None
     except _usage_error_types() as exc:
         raise UsageError(f"{exc.format_message()} (see {PROG} --help)") from None  # type: ignore[attr-defined]
     except click_abort() as exc:  # click's Ctrl-C
         raise KeyboardInterrupt from exc
+    if code == Interrupted.exit_code:  # Ctrl-C while typer itself was parsing
+        raise KeyboardInterrupt
 
 
 def click_abort() -> type[BaseException]:
