@@ -149,32 +149,20 @@ class _Carry(Exception):
         self.exc = exc
 
 
-
-
-def _usage_error_types() -> tuple[type[BaseException], ...]:
-    import click
-
-    return (click.UsageError,)
-
-
 def run(argv: Optional[List[str]] = None) -> None:
     """Parse ``argv`` (flite's flags via typer) and do what it asks; raises GfliteError subclasses."""
+    import click  # already loaded by typer
+
     try:
         code = app(args=argv, prog_name=PROG, standalone_mode=False)
     except _Carry as carried:
         raise carried.exc from None
-    except _usage_error_types() as exc:
-        raise UsageError(f"{exc.format_message()} (see {PROG} --help)") from None  # type: ignore[attr-defined]
-    except click_abort() as exc:  # click's Ctrl-C
+    except click.UsageError as exc:
+        raise UsageError(f"{exc.format_message()} (see {PROG} --help)") from None
+    except click.exceptions.Abort as exc:  # click's Ctrl-C
         raise KeyboardInterrupt from exc
     if code == Interrupted.exit_code:  # Ctrl-C while typer itself was parsing
         raise KeyboardInterrupt
-
-
-def click_abort() -> type[BaseException]:
-    import click
-
-    return click.exceptions.Abort
 
 
 def _run(args: SimpleNamespace) -> None:
