@@ -1,12 +1,15 @@
 """flite.wasm under the gwasm sandbox vs Debian's native flite, per voice.
 
-    python bench/bench_wasm_vs_native.py [--corpus [PATH]] [--paragraphs N] [--repeat R]
+    python bench/bench_wasm_vs_native.py [--corpus [PATH]] [--paragraphs N] [--repeat R] [--wasm PATH ...]
 
 Both sides synthesise the same text to a WAV file, in the same run, alternating
 so that load from other processes hits both alike; each figure is the median
 of R timed runs after one untimed warm-up. The wasm time is the whole
 run_subtask call (instantiation, module load or compile, I/O); the native time
 is the whole process. The outputs are also checked to be byte-identical.
+
+``--wasm PATH`` adds a column for another build of flite.wasm (for example one
+made with other compiler flags), timed in the same rounds as the shipped one.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ if str(REPO) not in sys.path:
 
 from gflite import flitewasm  # noqa: E402
 from gflite.gwasm.sandbox import run_subtask  # noqa: E402
-from gflite.gwasm.subtask import Limits, Subtask  # noqa: E402
+from gflite.gwasm.subtask import Limits, Program, Subtask  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "news_from_nowhere.txt"
 
@@ -58,7 +61,7 @@ def corpus_excerpt(path: Path, paragraphs: int) -> str:
     return "\n\n".join(paras[:paragraphs]) + "\n"
 
 
-def time_wasm(voice: str, text: bytes) -> tuple[float, bytes]:
+def time_wasm(program: Program, voice: str, text: bytes) -> tuple[float, bytes]:
     subtask = Subtask(
         index=0,
         name=f"bench-{voice}",
@@ -66,7 +69,6 @@ def time_wasm(voice: str, text: bytes) -> tuple[float, bytes]:
         inputs=(("in.txt", text),),
         outputs=("out.wav",),
     )
-    program = flitewasm.program()
     t0 = time.perf_counter()
     result = run_subtask(program, subtask, Limits())
     elapsed = time.perf_counter() - t0
@@ -92,31 +94,45 @@ def main() -> None:
     ap.add_argument("--paragraphs", type=int, default=4, help="paragraphs of the corpus to use")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per voice and side")
     ap.add_argument("--voices", nargs="+", default=list(flitewasm.VOICES), choices=flitewasm.VOICES)
+    ap.add_argument("--wasm", nargs="+", type=Path, default=[], metavar="PATH",
+                    help="also time these builds of flite.wasm (same NaN setting as the shipped one)")
     args = ap.parse_args()
+    shipped = flitewasm.program()
+    programs = [shipped] + [
+        Program.from_path(p, nan_canonicalization=shipped.nan_canonicalization) for p in args.wasm
+    ]
 
     text = corpus_excerpt(args.corpus, args.paragraphs) if args.corpus else DEFAULT_TEXT
     data = text.encode("utf-8")
     print(f"text: {len(text.split())} words, {len(data)} bytes; "
           f"median of {args.repeat} runs after a warm-up; flite.wasm {flitewasm.PINNED_SHA256[:12]}")
-    print(f"{'voice':<7}{'native s':>10}{'wasm s':>10}{'wasm/native':>13}{'audio s':>9}  same")
+    others = "".join(f"{'wasm' + str(i) + ' s':>10}{'/native':>9} same" for i in range(1, len(programs)))
+    for i, p in enumerate(args.wasm, 1):
+        print(f"wasm{i}: {p} ({programs[i].sha256[:12]})")
+    print(f"{'voice':<7}{'native s':>10}{'wasm s':>10}{'wasm/native':>13}{'audio s':>9}  same{others}")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for voice in args.voices:
             time_native(voice, data, workdir)
-            time_wasm(voice, data)
+            for program in programs:
+                time_wasm(program, voice, data)
             native_t: list[float] = []
-            wasm_t: list[float] = []
+            wasm_t: list[list[float]] = [[] for _ in programs]
+            wavs: list[bytes] = [b""] * len(programs)
             for _ in range(args.repeat):
                 t, native_wav = time_native(voice, data, workdir)
                 native_t.append(t)
-                t, wasm_wav = time_wasm(voice, data)
-                wasm_t.append(t)
-            n, w = statistics.median(native_t), statistics.median(wasm_t)
+                for i, program in enumerate(programs):
+                    t, wavs[i] = time_wasm(program, voice, data)
+                    wasm_t[i].append(t)
+            n = statistics.median(native_t)
+            w = [statistics.median(ts) for ts in wasm_t]
             # 16-bit mono: bytes after the 44-byte header / 2 / rate.
             rate = int.from_bytes(native_wav[24:28], "little")
             audio = (len(native_wav) - 44) / 2 / rate
-            same = "yes" if wasm_wav == native_wav else "NO"
-            print(f"{voice:<7}{n:>10.3f}{w:>10.3f}{w / n:>12.2f}x{audio:>9.1f}  {same}", flush=True)
+            same = ["yes" if wav == native_wav else "NO" for wav in wavs]
+            extra = "".join(f"{w[i]:>10.3f}{w[i] / n:>8.2f}x {same[i]:>4}" for i in range(1, len(programs)))
+            print(f"{voice:<7}{n:>10.3f}{w[0]:>10.3f}{w[0] / n:>12.2f}x{audio:>9.1f}  {same[0]:<4}{extra}", flush=True)
 
 
 if __name__ == "__main__":
