@@ -326,6 +326,9 @@ def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[Bina
         where = {pipeline.STDOUT: "stdout", pipeline.DISCARD: "nothing (-o none)"}.get(job.output, job.output)
         _note(f"wrote {where}: {summary.audio_seconds:.1f} s of audio, {_plural(summary.chunks, 'chunk')} "
               f"({summary.from_cache} from cache), {summary.elapsed:.1f} s ({speed:.1f}x real time)")
+    if summary.unknown_length and not quiet:
+        _note(f"{job.output} is over the 4 GiB that WAV sizes can state, so its header says 'length unknown' "
+              f"(ffmpeg and sox read it to the end); .flac is lossless and about half the size")
     if summary.report is not None and not quiet:
         from gflite.gwasm.cli import market_in_play
 

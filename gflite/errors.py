@@ -60,7 +60,7 @@ class ClusterError(GfliteError):
 
 
 class OutputError(GfliteError):
-    """The output cannot be written (directory missing, format unknown, > 4 GiB WAV, no ffmpeg)."""
+    """The output cannot be written (directory missing, format unknown, no ffmpeg, disk full)."""
 
     exit_code = 9
 

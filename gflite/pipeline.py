@@ -104,6 +104,7 @@ class Summary:
     elapsed: float
     output: str
     report: TaskReport | None = None  # providers' bill, verification verdicts
+    unknown_length: bool = False  # a WAV past 4 GiB: its header says "length unknown"
 
 
 def plan_chunks(text: str, job: Job) -> tuple[Chunk, ...]:
@@ -146,7 +147,9 @@ def render(
         if writer is not None:
             writer.abort()
         raise
-    return replace(summary, audio_seconds=writer.seconds if writer is not None else summary.audio_seconds)
+    if writer is None:
+        return summary
+    return replace(summary, audio_seconds=writer.seconds, unknown_length=writer.unknown_length)
 
 
 def _render(

@@ -14,7 +14,8 @@ Usage::
             show(out.seconds)
     # leaving the block without an exception publishes book.wav
 
-Targets: ``*.wav`` (PCM, 4 GiB limit of the format), ``-`` (WAV streamed to
+Targets: ``*.wav`` (PCM; past the format's 4 GiB its sizes say "unknown",
+see :class:`WavFileWriter`), ``-`` (WAV streamed to
 stdout; sizes 0xFFFFFFFF while unknown, as ffmpeg writes to pipes, patched at
 the end if stdout turns out to be a seekable file), and ``*.mp3``, ``*.ogg``,
 ``*.flac`` (raw PCM piped into ffmpeg, found through pydub).
@@ -205,6 +206,11 @@ class AudioWriter:
     def data_bytes(self) -> int:
         return self.samples * (self.format.block_align if self.format else 2)
 
+    @property
+    def unknown_length(self) -> bool:
+        """True if the file's header cannot state its length (a WAV past 4 GiB)."""
+        return False
+
     def add(self, wav: bytes | bytearray | memoryview) -> float:
         """Append one piece's samples; returns the seconds it added."""
         if self._done:
@@ -326,22 +332,28 @@ class WavFileWriter(AudioWriter):
         pass
 
     def _write(self, pcm: memoryview) -> None:
-        if self.data_bytes + len(pcm) > MAX_WAV_DATA_BYTES:
-            raise OutputError(
-                f"{self.target}: audio exceeds the 4 GiB limit of WAV files "
-                f"(after {self.seconds / 3600:.1f} hours); write .flac, .ogg or .mp3 instead"
-            )
         try:
             self._out.file.write(pcm)
         except OSError as e:
             raise OutputError(f"cannot write {self.target}: {e.strerror or e}") from None
+
+    @property
+    def unknown_length(self) -> bool:
+        """True once the audio is past what a WAV header's 32-bit sizes can say.
+
+        Such a book (about 37 hours at 16 kHz) is still written whole, with
+        0xFFFFFFFF sizes: ffmpeg and sox read that as "to the end of the file",
+        as they do for WAV on a pipe. Refusing it would waste a day of
+        synthesis, and no estimate from the text is exact enough to refuse it
+        before starting."""
+        return self.data_bytes > MAX_WAV_DATA_BYTES
 
     def _finish(self) -> None:
         assert self.format is not None
         f = self._out.file
         try:
             f.seek(0)
-            f.write(wav_header(self.format, self.data_bytes))
+            f.write(wav_header(self.format, _UNKNOWN if self.unknown_length else self.data_bytes))
         except OSError as e:
             raise OutputError(f"cannot write {self.target}: {e.strerror or e}") from None
         self._out.publish()

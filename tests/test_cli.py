@@ -141,6 +141,18 @@ def test_summary_and_quiet(capsys, tmp_path: Path, book: Path) -> None:
     assert "characters (ascii) in 2 chunks" in err and "2 chunks" in err.splitlines()[-1]
 
 
+def test_wav_past_4_gib_is_kept_and_explained(capsys, tmp_path: Path, book: Path, monkeypatch) -> None:
+    from gflite import stitching
+
+    ok(capsys, "-voice", "kal16", str(book), str(tmp_path / "ref.wav"))
+    # The book's audio stands in for 37 hours: the limit is lowered, not the audio raised.
+    monkeypatch.setattr(stitching, "MAX_WAV_DATA_BYTES", 1000)
+    err = ok(capsys, "-voice", "kal16", str(book), str(tmp_path / "big.wav"))
+    assert "big.wav is over the 4 GiB that WAV sizes can state" in err and "length unknown" in err, err
+    big, ref = (tmp_path / "big.wav").read_bytes(), (tmp_path / "ref.wav").read_bytes()
+    assert big[44:] == ref[44:] and big[40:44] == b"\xff\xff\xff\xff"
+
+
 @pytest.mark.parametrize("ext, codec", [("mp3", "mp3"), ("ogg", "vorbis"), ("flac", "flac")])
 def test_encoded_outputs(capsys, tmp_path: Path, book: Path, ext: str, codec: str) -> None:
     ok(capsys, "-voice", "kal16", str(book), str(tmp_path / "ref.wav"))

@@ -148,12 +148,28 @@ def test_failure_mid_stream_leaves_nothing(tmp_path, error, ext) -> None:
     assert target.read_bytes() == b"previous version"
 
 
-def test_wav_size_limit(tmp_path, monkeypatch) -> None:
+def test_wav_past_4_gib_is_written_whole_with_unknown_sizes(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(stitching, "MAX_WAV_DATA_BYTES", 3000)
-    stitch([synthetic_wav(1500)], tmp_path / "ok.wav")
-    with pytest.raises(OutputError, match="4 GiB"):
-        stitch([synthetic_wav(1000), synthetic_wav(1000)], tmp_path / "big.wav")
-    assert leftovers(tmp_path) == ["ok.wav"]
+    with stitching.open_output(tmp_path / "ok.wav") as out:
+        out.add(synthetic_wav(1500))
+    assert not out.unknown_length
+    assert struct.unpack_from("<I", (tmp_path / "ok.wav").read_bytes(), 40)[0] == 3000
+    with stitching.open_output(tmp_path / "big.wav") as out:
+        out.add(synthetic_wav(1000))
+        out.add(synthetic_wav(1000))
+    assert out.unknown_length
+    data = (tmp_path / "big.wav").read_bytes()
+    assert len(data) == 44 + 4000
+    assert struct.unpack_from("<I", data, 4)[0] == struct.unpack_from("<I", data, 40)[0] == 0xFFFFFFFF
+    # What users play such a file with reads every sample, as for WAV on a pipe.
+    raw = tmp_path / "big.raw"
+    for cmd in (
+        ["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(tmp_path / "big.wav"), "-f", "s16le", str(raw)],
+        ["sox", "-V1", str(tmp_path / "big.wav"), "-t", "raw", str(raw)],
+    ):
+        subprocess.run(cmd, check=True, timeout=60)
+        assert raw.read_bytes() == data[44:], cmd[0]
+    assert leftovers(tmp_path) == ["big.raw", "big.wav", "ok.wav"]
 
 
 @pytest.mark.parametrize(
