@@ -113,14 +113,34 @@ def test_chunks_end_at_sentence_ends() -> None:
         assert tail.endswith((".", "?", "!", '."', '?"', '!"')) or after.count("\n") >= 2, tail[-40:]
 
 
-def test_default_chunks_depend_on_text_only_and_grow() -> None:
-    text = sample("long.txt")
-    chunks = split(text, target_chars=2000)
-    assert chunks == split(text, target_chars=2000)
+def test_default_chunks_depend_on_text_only_grow_and_taper() -> None:
+    text = sample("long.txt") * 3
+    n, target = len(text), 2000
+    chunks = split(text, target_chars=target)
+    assert chunks == split(text, target_chars=target)
     sizes = [len(c.text) for c in chunks]
-    assert sizes[0] <= 2000 // 8 * 1.5  # the first chunk is small: streaming starts soon
-    assert all(s <= 2000 * 1.5 for s in sizes)
-    assert 1000 <= sum(sizes[4:]) / len(sizes[4:]) <= 2400  # later chunks: about the target
+    assert sizes[0] <= target // 8 * 1.5  # the first chunk is small: streaming starts soon
+    assert all(s <= target * 1.5 for s in sizes)
+    body = [len(c.text) for c in chunks[4:] if c.start < n - chunking.TAPER_DIVISOR * target]
+    assert len(body) >= 5 and 1000 <= sum(body) / len(body) <= 2400  # the middle: about the target
+    # The end tapers, so the workers finish together: the last chunks are
+    # short, and the very last is no longer than the first.
+    tail = [c for c in chunks if c.start >= n - chunking.TAPER_DIVISOR * target]
+    assert len(tail) >= 4
+    assert all(len(c.text) <= target / 2 for c in tail[-3:]), [len(c.text) for c in tail]
+    assert sizes[-1] <= target // 8 * 1.5
+
+
+def test_taper_keeps_the_body_cuts(monkeypatch) -> None:
+    """The taper decides from the text left after a chunk's start, which an
+    edit further on does not change: the body's cuts are those of the same
+    text without a taper (the cache keeps every chunk before the tail)."""
+    text = sample("long.txt") * 3
+    tapered = split(text, target_chars=1000)
+    body = [c for c in tapered if c.start < len(text) - chunking.TAPER_DIVISOR * 1000]
+    monkeypatch.setattr(chunking, "TAPER_DIVISOR", 1e-9)  # no taper
+    plain = split(text, target_chars=1000)
+    assert len(body) >= 10 and body == list(plain[: len(body)])
 
 
 def test_an_edit_changes_only_the_chunks_around_it() -> None:
