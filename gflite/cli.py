@@ -346,7 +346,8 @@ def _play(job: pipeline.Job, quiet: bool, verbose: bool) -> None:
     if shutil.which("aplay"):
         player = ["aplay", "-q", "-"]
     elif shutil.which("play"):
-        player = ["play", "-q", "-t", "wav", "-"]
+        # The streamed header cannot know the length: without --ignore-length sox warns at the end.
+        player = ["play", "-q", "--ignore-length", "-t", "wav", "-"]
     if player is None:
         raise OutputError("no audio player (aplay or sox's play) to play to; give -o FILE, or -o - for stdout")
     proc = subprocess.Popen(player, stdin=subprocess.PIPE)
