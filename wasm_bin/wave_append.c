@@ -13,7 +13,7 @@
  * flite's own (tests/test_flitewasm.py compares every voice with native flite).
  *
  * Linked with wasm-ld --wrap, so only calls from other objects (flite.c's
- * flite_process_output) come here; __real_* are flite's own functions.
+ * flite_process_output) come here; __real_cst_wave_save_riff is flite's own.
  * Written for gflite; not flite code. Assumes a little-endian target (wasm is).
  */
 #include <stdio.h>
@@ -24,7 +24,6 @@
 #include "cst_wave.h"
 
 int __real_cst_wave_save_riff(cst_wave *w, const char *filename);
-int __real_cst_wave_append_riff(cst_wave *w, const char *filename);
 
 /* The file being appended to, and the header fields flite would have written
  * after the last append. */
