@@ -149,6 +149,28 @@ def test_duration_stretch(voice: str, native_flite: str, tmp_path: Path) -> None
     assert len(stretched) > 1.3 * len(plain)
 
 
+# wasm_bin/patches/01-vocoder-ilp.patch restructures the clustergen vocoder's
+# loops; these settings take it off its usual path: mlsa_speed_param drops
+# filter coefficients (another filter order m), a higher pitch and a faster
+# rate change the pulse train and the frames per phone.
+@pytest.mark.parametrize(
+    ("voice", "settings"),
+    [
+        ("awb", ["--seti", "mlsa_speed_param=10"]),
+        ("rms", ["--setf", "int_f0_target_mean=180", "--setf", "duration_stretch=0.8"]),
+        ("slt", ["--seti", "mlsa_speed_param=20", "--setf", "int_f0_target_mean=120"]),
+    ],
+)
+def test_clustergen_vocoder_settings(
+    voice: str, settings: list[str], native_flite: str, tmp_path: Path
+) -> None:
+    text = "Was it worth the journey? Ellis thought so, and said as much!"
+    got, want = wasm_and_native_wav(native_flite, tmp_path, ["-voice", voice, *settings, "-t", text])
+    assert_same_wav(got, want)
+    plain = run_wasm(["-voice", voice, "-t", text, "-o", "p.wav"], outputs=("p.wav",)).outputs[0][1]
+    assert got != plain, "the settings changed nothing: the test would not see the other path"
+
+
 def test_ssml_input(native_flite: str, tmp_path: Path) -> None:
     inputs = {"in.ssml": SSML.encode()}
     got, want = wasm_and_native_wav(native_flite, tmp_path, ["-ssml", "-f", "in.ssml"], inputs)

@@ -41,7 +41,7 @@ umask 022
 die() { echo "build.sh: $*" >&2; exit 1; }
 log() { echo "build.sh: $*" >&2; }
 
-for tool in clang-14 wasm-ld-14 llvm-ar-14 llvm-ranlib-14 sha256sum tar make; do
+for tool in clang-14 wasm-ld-14 llvm-ar-14 llvm-ranlib-14 sha256sum tar make patch; do
   command -v "$tool" >/dev/null || die "missing $tool (run: scripts/setup.sh --dev)"
 done
 [ -f /usr/include/wasm32-wasi/stdio.h ] || die "missing wasi-libc headers (run: scripts/setup.sh --dev)"
@@ -139,7 +139,15 @@ LANGS += usenglish
 VOXES += $VOXES
 EOF
 
-# The only change to flite's own code: main/flite_main.c declares
+# Speed patches (wasm_bin/patches/, applied in name order). Each keeps flite's
+# arithmetic and its order exactly, so the audio stays bit-identical to native
+# flite (tests/test_flitewasm.py checks every voice); see wasm_bin/README.md.
+for p in "$HERE"/patches/*.patch; do
+  patch -d "$SRC" -p1 --forward --fuzz=0 --no-backup-if-mismatch -s <"$p" >&2 \
+    || die "patch $(basename "$p") does not apply"
+done
+
+# One fix to flite's own code: main/flite_main.c declares
 # flite_set_lang_list() as returning void *, but the generated definition
 # returns void; wasm-ld then links a signature-mismatch stub that traps at start.
 sed -i 's|^void \*flite_set_lang_list(void);$|void flite_set_lang_list(void); /* gflite: was "void *", fixed to match the generated definition */|' \
