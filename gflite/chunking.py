@@ -45,7 +45,11 @@ _WORD = re.compile(r"[^ \t\n\r]+")
 _MAX_UTT_TOKENS = 500  # flite breaks when an utterance already holds more than this
 
 # Native flite 2.2 CPU seconds per 1000 characters of English prose, measured on
-# this project's reference machine. flite.wasm is assumed ~2x slower.
+# this project's reference machine. _WASM_SLOWDOWN was flite.wasm's cost when the
+# sizes were tuned; wasm_bin/patches/ have since made it 0.6-0.9x native, so a
+# subtask is now about 1-1.5 s of CPU. Kept: chunks twice as big measured the same
+# (slt -j2, 20k characters, 21 vs 30 chunks, within noise), and unchanged sizes
+# keep the cuts, hence cached chunks and slt's noise-dependent audio, as they were.
 VOICE_SECONDS_PER_KCHAR: dict[str, float] = {
     "kal": 0.12,
     "kal16": 0.04,
@@ -92,7 +96,7 @@ class Chunk:
 
 
 def target_chars_for(voice: str) -> int:
-    """Default chunk size for a voice: about 2.5 s of flite.wasm CPU per subtask."""
+    """Default chunk size for a voice: 2.5 s of CPU per subtask at the cost in _WASM_SLOWDOWN."""
     cost = VOICE_SECONDS_PER_KCHAR.get(voice, max(VOICE_SECONDS_PER_KCHAR.values()))
     chars = int(_SUBTASK_SECONDS / (_WASM_SLOWDOWN * cost) * 1000)
     return max(MIN_TARGET_CHARS, min(MAX_TARGET_CHARS, chars // 100 * 100))
