@@ -48,3 +48,21 @@ def wat_program(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pro
         return made[name]
 
     return make
+
+
+@pytest.fixture
+def sigint_reaches_children() -> Iterator[None]:
+    """Children started in this test react to SIGINT as from a terminal's Ctrl-C.
+
+    A run started as a background job of a non-interactive shell (``cmd &``,
+    ``nohup``) has SIGINT ignored, and an ignored signal stays ignored across
+    exec, so gflite would never see the Ctrl-C a test sends it. A handler set
+    here is reset to the default action in each child, which Python then turns
+    into KeyboardInterrupt."""
+    import signal
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)

@@ -362,6 +362,7 @@ def _results(cache: Path) -> int:
 
 
 @pytest.mark.slow  # ~4 s; test_pipeline's in-process interrupt test covers the same path by default
+@pytest.mark.usefixtures("sigint_reaches_children")
 def test_ctrl_c_leaves_nothing_and_a_rerun_resumes(tmp_path: Path, fresh_cache: Path) -> None:
     # Twice as long, the copy in another order: no two chunks alike (equal chunks share a cache entry).
     text = (LONG + "\n\n".join(reversed(LONG.split("\n\n")))).replace("\n", "\r\n")

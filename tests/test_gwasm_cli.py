@@ -209,6 +209,7 @@ def gwasm_processes(marker: str) -> list[int]:
     return pids
 
 
+@pytest.mark.usefixtures("sigint_reaches_children")
 def test_ctrl_c_exits_130_and_leaves_no_workers(tmp_path: Path, wat_program: WatProgram) -> None:
     path = bare_task(tmp_path, wat_program("loop").path, {"subtask1": b"", "subtask2": b""}, [])
     env = dict(os.environ, PYTHONPATH=str(ROOT), GFLITE_CACHE_DIR=str(tmp_path / "cache"))
