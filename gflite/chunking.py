@@ -72,9 +72,12 @@ FIRST_CHUNK_DIVISOR = 8
 # workers; cuts cannot depend on the worker count, or -j would change slt's audio.
 TAPER_DIVISOR = 4
 # Punkt learns abbreviations from the input; a bigger prefix costs time before
-# the first chunk can start and teaches little more (on the 450k-character
-# benchmark book, 128 KiB instead of 1 MiB: 1.1 s instead of 2.4 s to chunk).
-_TRAIN_CHARS = 1 << 17
+# the first chunk can start and teaches little more. Training time grows faster
+# than the prefix: the 450k-character benchmark book is chunked in 2.4 s with
+# 1 MiB, 1.1 s with 128 KiB and 0.8-0.9 s with 64 KiB (training 0.25-0.34 s
+# instead of 0.57-0.61 s), and 64 KiB changes 6 of its 2,842 sentence ends at
+# flite's breaks: 133 of 134 kal16 chunks keep their bytes (and cached audio).
+_TRAIN_CHARS = 1 << 16
 # How much text before a candidate cut decides whether it is taken.
 _WINDOW = 64
 
