@@ -47,7 +47,7 @@ _MAX_UTT_TOKENS = 500  # flite breaks when an utterance already holds more than 
 # Native flite 2.2 CPU seconds per 1000 characters of English prose, measured on
 # this project's reference machine. _WASM_SLOWDOWN was flite.wasm's cost when the
 # sizes were tuned; wasm_bin/patches/ have since made it 0.6-0.9x native, so a
-# subtask is now about 1-1.5 s of CPU. Kept: chunks twice as big measured the same
+# subtask is now about 0.75-1.1 s of CPU. Kept: chunks twice as big measured the same
 # (slt -j2, 20k characters, 21 vs 30 chunks, within noise), and unchanged sizes
 # keep the cuts, hence cached chunks and slt's noise-dependent audio, as they were.
 VOICE_SECONDS_PER_KCHAR: dict[str, float] = {
