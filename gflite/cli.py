@@ -313,7 +313,7 @@ def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[Bina
             bar.update(p)
 
     if job.cluster:
-        from gflite.gwasm.cli import quiet_cluster_logs
+        from gflite.cli_shared import quiet_cluster_logs
 
         quiet_cluster_logs()
     try:
@@ -330,7 +330,7 @@ def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[Bina
         _note(f"{job.output} is over the 4 GiB that WAV sizes can state, so its header says 'length unknown' "
               f"(ffmpeg and sox read it to the end); .flac is lossless and about half the size")
     if summary.report is not None and not quiet:
-        from gflite.gwasm.cli import market_in_play
+        from gflite.cli_shared import market_in_play
 
         # The bill and verdicts when a cluster or market terms are in play; who was
         # excluded for lying, always.

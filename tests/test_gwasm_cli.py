@@ -259,7 +259,7 @@ def test_gwasm_flite_example_matches_native_flite(tmp_path: Path, fresh_cache: P
 def test_cluster_logging_is_kept_off_stderr(capfd: pytest.CaptureFixture[str]) -> None:
     import logging
 
-    from gflite.gwasm.cli import quiet_cluster_logs
+    from gflite.cli_shared import quiet_cluster_logs
 
     quiet_cluster_logs()
     for name in ("distributed.client", "distributed.worker", "distributed.comm.tcp", "tornado"):

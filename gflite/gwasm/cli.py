@@ -9,7 +9,6 @@ reached or refused us (TLS), 9 outputs could not be written, 130 interrupted
 """
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Optional
 import typer
 
 from gflite.errors import ExecutionError, GfliteError, Interrupted
+from gflite.cli_shared import market_in_play, quiet_cluster_logs
 from gflite.gwasm.subtask import SubtaskResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -30,27 +30,6 @@ def _gwasm() -> None:
 
 def _error(message: str) -> None:
     typer.echo(f"gwasm: error: {message}", err=True)
-
-
-def quiet_cluster_logs() -> None:
-    """Silence Dask's own logging (reconnect attempts, lost workers) on stderr: the
-    engine copes with those and the CLIs report what matters in one line.
-
-    Importing distributed sets its loggers' levels, so this imports it first;
-    call it only when a cluster is used."""
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        return  # the cluster executor reports the missing install
-    for name in ("distributed", "distributed.client", "distributed.gc", "tornado",
-                 "tornado.application"):
-        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
-
-
-def market_in_play(cluster: str | None, redundancy: int, bid: float | None,
-                   budget: float | None) -> bool:
-    """Whether the run's summary includes the bill: local runs with default terms are free."""
-    return bool(cluster) or redundancy > 1 or bid is not None or budget is not None
 
 
 @app.command()

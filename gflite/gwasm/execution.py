@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from gflite.errors import ClusterError, ExecutionError, VerificationError
 from gflite.gwasm.cache import ResultCache
-from gflite.gwasm.executors.base import Executor
+from gflite.gwasm.executors.base import Executor, Provider
 from gflite.gwasm.market import Bill, Ledger, Market, Reservation
 from gflite.gwasm.subtask import Limits, Program, Subtask, SubtaskResult
 from gflite.gwasm.verify import Quorum
@@ -276,14 +276,13 @@ def failure_message(outcomes: Iterable[SubtaskResult], shown: int = 3) -> str:
     return f"{len(failed)} of {len(outcomes)} subtasks failed: {', '.join(parts)}"
 
 
-def _capacity(executor: Executor) -> Callable[[str], int]:
+def _capacity(executor: Executor, offered: Sequence[Provider]) -> Callable[[str], int]:
     """How many attempts each provider may hold: its slots (a cluster worker's
     threads; 1 for a local worker slot) plus the executor's ``prefetch``, which
     hides a network round trip between one attempt and the next."""
-    slots = getattr(executor, "slots", None)
-    table: dict[str, int] = slots() if callable(slots) else {}
-    extra = int(getattr(executor, "prefetch", 0))
-    return lambda provider: max(1, table.get(provider, 1)) + extra
+    table = {p.id: max(1, p.slots) for p in offered}
+    extra = executor.prefetch
+    return lambda provider: table.get(provider, 1) + extra
 
 
 @dataclass(eq=False)
@@ -351,8 +350,7 @@ def run(
     if len({st.subtask.index for st in states}) != len(states):
         raise ValueError("subtask indices must be unique")
     deadline = None if task_timeout is None else time.monotonic() + task_timeout
-    grace = float(getattr(executor, "rejoin_grace", 0.0))
-    names = getattr(executor, "names", None)
+    grace = executor.rejoin_grace
     in_flight: dict[Future[SubtaskResult], _Running] = {}
     load: Counter[str] = Counter()
     excluded: set[str] = set()
@@ -429,10 +427,9 @@ def run(
             return True
         offered = market.eligible(executor.providers(), excluded)
         ledger.add_providers(offered)
-        if callable(names):
-            report.names.update(names())
+        report.names.update({p.id: p.display for p in offered})
         everyone = [p.id for p in offered]
-        capacity = _capacity(executor)
+        capacity = _capacity(executor, offered)
         free = [p for p in everyone if load[p] < capacity(p)]
         servable = True
         for st in waiting:

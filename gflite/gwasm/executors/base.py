@@ -1,4 +1,9 @@
-"""The one small interface every execution backend implements."""
+"""The one complete interface every execution backend implements.
+
+The engine (:mod:`gflite.gwasm.execution`) uses exactly what is declared here
+and nothing else, so a new backend (a Golem network, Ray) is one new folder
+under ``executors/`` that subclasses :class:`Executor`.
+"""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -10,14 +15,37 @@ from gflite.gwasm.subtask import Limits, Program, Subtask, SubtaskResult
 
 @dataclass(frozen=True)
 class Provider:
-    """Somebody who runs subtasks: a local worker slot or a cluster worker."""
+    """Somebody who runs subtasks: a local worker slot or a cluster worker.
+
+    ``slots`` is how many attempts it runs at once; ``name`` is how reports
+    show it (may come from the provider itself: escape before printing);
+    ``operator`` is who answers for it (two providers of one operator are one
+    vote): a certificate identity, a host, or the provider itself."""
 
     id: str
     price: float = 0.0  # per CPU-second, in the requestor's currency
+    slots: int = 1
+    name: str = ""
+    operator: str = ""
+
+    @property
+    def display(self) -> str:
+        return self.name or self.id
+
+    @property
+    def owner(self) -> str:
+        return self.operator or self.id
 
 
 class Executor(ABC):
-    """Runs single subtask attempts. Retries, ordering, verification live above it."""
+    """Runs single subtask attempts. Retries, ordering, verification live above it.
+
+    ``prefetch``: attempts the engine may queue on a provider beyond its slots
+    (hides a network round trip). ``rejoin_grace``: seconds the engine waits
+    for providers to (re)join before it gives up on work nobody can take."""
+
+    prefetch: int = 0
+    rejoin_grace: float = 0.0
 
     @abstractmethod
     def providers(self) -> tuple[Provider, ...]:
@@ -34,8 +62,9 @@ class Executor(ABC):
         """Run one attempt, on ``provider`` if given. The future never raises for a
         guest failure: it resolves to a SubtaskResult with ``ok=False`` and a reason."""
 
+    @abstractmethod
     def close(self) -> None:
-        """Release workers and connections."""
+        """Release workers and connections. Idempotent."""
 
     def __enter__(self) -> Executor:
         return self

@@ -444,7 +444,8 @@ class DaskExecutor(Executor):
             price = self._price_of(w)
             if price is not None and w.get("status", "running") == "running" \
                     and not self._stale(addr):
-                out.append(Provider(id=addr, price=price))
+                out.append(Provider(id=addr, price=price, slots=max(1, int(w.get("nthreads", 1))),
+                                    name=str(w.get("name", addr))))
         return tuple(sorted(out, key=lambda p: p.id))
 
     def _stale(self, addr: str, now: float | None = None) -> float:
