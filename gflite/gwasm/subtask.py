@@ -6,6 +6,7 @@ on which provider finished first.
 """
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -84,6 +85,22 @@ class Subtask:
         return sha256_bytes(f"{program.sha256}:{program.config_id}:{self.digest}".encode())
 
 
+class Failure(enum.Enum):
+    """Why an attempt failed, as a type the engine decides on (``reason`` is the
+    human-readable line that goes with it)."""
+
+    GUEST = "guest"  # trap, non-zero exit, missing output: the same input fails the same way
+    TIMEOUT = "timeout"  # the subtask's wall-time limit
+    LIMIT = "limit"  # memory, output or stdio limit
+    BAD_INPUT = "bad-input"  # the subtask's own files (a path escape, a clash)
+    MALFORMED = "malformed"  # the provider's answer failed the requestor's checks
+    LOST = "lost"  # the provider left, stopped answering, or its executor failed
+    CANCELLED = "cancelled"
+    TASK_TIMEOUT = "task-timeout"  # the whole task's time ran out first
+    NO_PROVIDER = "no-provider"  # nobody eligible was left to run it
+    DISAGREED = "disagreed"  # replicas disagreed past the redundancy bound
+
+
 @dataclass(frozen=True)
 class SubtaskResult:
     """The outcome of one attempt of one subtask on one provider."""
@@ -99,6 +116,8 @@ class SubtaskResult:
     provider: str = "local"
     seconds: float = 0.0
     digest: str = field(default="", compare=False)
+    # Set on every failed result by whoever made it; None on success.
+    failure: Failure | None = None
 
     def __post_init__(self) -> None:
         if not self.digest and self.ok:
