@@ -12,6 +12,8 @@ import pytest
 from gflite.errors import GfliteError
 from gflite.gwasm import sandbox
 from gflite.gwasm.cache import ModuleCache, ResultCache, atomic_write, cache_dir
+from gflite.gwasm.cache import parse_size
+from gflite.gwasm.outcomes import Accepted, Provenance, Trust
 from gflite.gwasm.subtask import Program, Subtask, SubtaskResult
 
 WatProgram = Callable[[str], Program]
@@ -153,7 +155,8 @@ def test_result_round_trip(wat_program: WatProgram, tmp_path: Path) -> None:
     assert cache.get(program, st) is None
     stored = ok_result(st)
     assert cache.put(program, st, stored)
-    assert cache.get(program, st) == stored
+    hit = cache.get(program, st)
+    assert hit == Accepted.of(stored, Provenance(local=False, operators=("local-1",), providers=("local-1",)))
     assert mode(tmp_path / "results") == 0o700
 
 
@@ -199,3 +202,94 @@ def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
     atomic_write(target, [b"new ", b"content"])
     assert target.read_bytes() == b"new content"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+LOCAL_RUN = Trust.for_run(redundancy=1, local=True)
+
+
+def test_an_entry_is_replayed_only_as_far_as_it_is_trusted(wat_program: WatProgram, tmp_path: Path) -> None:
+    program = wat_program("upper")
+    cache = ResultCache(tmp_path)
+    one, local, two = subtask(text=b"a"), subtask(text=b"b"), subtask(text=b"c")
+    cache.put(program, one, ok_result(one), Provenance(local=False, operators=("mallory",)))
+    cache.put(program, local, ok_result(local), Provenance(local=True, operators=("local-0",)))
+    cache.put(program, two, ok_result(two), Provenance(local=False, operators=("alice", "bob")))
+    cluster_k1 = Trust.for_run(redundancy=1, local=False)
+    k2, k3 = Trust.for_run(redundancy=2, local=False), Trust.for_run(redundancy=3, local=False)
+    # One operator's word: only a run that trusts one operator anyway replays it.
+    assert cache.get(program, one, LOCAL_RUN) is None and cache.get(program, one, k2) is None
+    assert cache.get(program, one, cluster_k1) is not None
+    # This machine's own sandbox: a local run replays it; redundancy 2 asks for 2 operators.
+    assert cache.get(program, local, LOCAL_RUN) is not None and cache.get(program, local, k2) is None
+    # Two agreeing operators: enough for a local run and for redundancy 2, not 3.
+    hit = cache.get(program, two, LOCAL_RUN)
+    assert hit is not None and hit.provenance.operators == ("alice", "bob")
+    assert cache.get(program, two, k2) is not None and cache.get(program, two, k3) is None
+    # An untrusted entry is not dropped: a run that trusts it may still use it.
+    assert cache.get(program, one, cluster_k1) is not None
+
+
+@pytest.mark.parametrize("header", [
+    b'{"format": 2, "outputs": ' + b"[" * 30000 + b"]" * 30000 + b"}",  # nested past any stack
+    b'{"format": 2, "outputs": [["out.txt", -1, "x"]], "stdout": [0, ""], "stderr": [0, ""]}',
+    b'{"format": 2, "outputs": [["out.txt", 99999999999, "x"]]}',
+    b'{"format": 2, "outputs": [], "stdout": [0, "e3b0"], "stderr": [0, "e3b0"], "trust": {"local": 1}}',
+    b"x" * (1 << 20),  # no end of header within the cap
+])
+def test_a_hostile_entry_is_a_miss_and_removed(wat_program: WatProgram, tmp_path: Path, header: bytes) -> None:
+    program = wat_program("upper")
+    cache = ResultCache(tmp_path)
+    st = subtask()
+    cache.put(program, st, ok_result(st))
+    (entry,) = (tmp_path / "results").glob("*/*.result")
+    entry.write_bytes(header + b"\nOUTsose")
+    assert cache.get(program, st) is None
+    assert not entry.exists()
+
+
+def test_a_format_1_entry_which_records_no_provenance_is_a_miss(wat_program: WatProgram, tmp_path: Path) -> None:
+    program = wat_program("upper")
+    cache = ResultCache(tmp_path)
+    st = subtask()
+    cache.put(program, st, ok_result(st))
+    (entry,) = (tmp_path / "results").glob("*/*.result")
+    entry.write_bytes(entry.read_bytes().replace(b'"format": 2', b'"format": 1'))
+    assert cache.get(program, st) is None
+
+
+def test_the_cache_stays_under_its_cap_evicting_the_least_recently_used(
+    wat_program: WatProgram, tmp_path: Path
+) -> None:
+    program = wat_program("upper")
+    sts = [subtask(i, f"s{i}", text=b"%d" % i) for i in range(4)]
+    entry_size = 0
+    probe = ResultCache(tmp_path / "probe")
+    probe.put(program, sts[0], ok_result(sts[0], b"x" * 1000))
+    entry_size = probe.info().bytes
+    cache = ResultCache(tmp_path / "c", max_bytes=3 * entry_size + entry_size // 2)  # room for 3
+    for st in sts[:3]:
+        assert cache.put(program, st, ok_result(st, b"x" * 1000))
+    # Entries are ordered by last use (mtime): make it unambiguous on a coarse clock.
+    for age, st in enumerate(sts[:3]):
+        path = cache._path(st.key(program), create=False)
+        os.utime(path, (1000 + age, 1000 + age))
+    assert cache.get(program, sts[0]) is not None  # s0 used now: s1 is the least recently used
+    assert cache.put(program, sts[3], ok_result(sts[3], b"x" * 1000))
+    info = cache.info()
+    assert info.entries == 3 and info.bytes <= cache.max_bytes
+    assert cache.get(program, sts[1]) is None
+    assert all(cache.get(program, st) is not None for st in (sts[0], sts[2], sts[3]))
+    # An entry larger than the whole cap is not stored at all.
+    assert not ResultCache(tmp_path / "tiny", max_bytes=100).put(program, sts[0], ok_result(sts[0], b"x" * 1000))
+    assert cache.clear() == info.bytes
+    assert cache.info().entries == 0 and cache.get(program, sts[0]) is None
+
+
+def test_cache_size_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert parse_size("500M") == 500 << 20 and parse_size("2G") == 2 << 30 and parse_size("4096") == 4096
+    assert parse_size("1.5GiB") == 3 << 29
+    monkeypatch.setenv("GFLITE_CACHE_MAX", "64M")
+    assert ResultCache(tmp_path).max_bytes == 64 << 20
+    monkeypatch.setenv("GFLITE_CACHE_MAX", "lots")
+    with pytest.raises(GfliteError, match="GFLITE_CACHE_MAX must be a size"):
+        ResultCache(tmp_path)

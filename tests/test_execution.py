@@ -22,10 +22,16 @@ from gflite.gwasm.cache import ResultCache
 from gflite.gwasm.executors.base import Executor, Provider
 from gflite.gwasm.executors.local import LocalExecutor
 from gflite.gwasm.market import Market
-from gflite.gwasm.subtask import Limits, Program, Subtask, SubtaskResult
+from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 
 WatProgram = Callable[[str], Program]
 LIMITS = Limits(memory_bytes=64 << 20, subtask_timeout=20.0, output_bytes=1 << 20)
+
+
+def T(**kw: object) -> execution.RunTerms:
+    """The run's terms, with this module's limits unless given."""
+    kw.setdefault("limits", LIMITS)
+    return execution.RunTerms(**kw)  # type: ignore[arg-type]
 
 
 class Counting(Executor):
@@ -34,6 +40,7 @@ class Counting(Executor):
 
     def __init__(self, inner: Executor) -> None:
         self.inner = inner
+        self.on_this_machine = inner.on_this_machine
         self.submitted: list[tuple[str, Future[SubtaskResult]]] = []
         self.placed: list[tuple[str, str | None]] = []  # (subtask, provider)
         self.holding: dict[str | None, int] = {}
@@ -106,7 +113,7 @@ def test_results_come_in_index_order(local: LocalExecutor, wat_program: WatProgr
     finished: list[int] = []
     subtasks = [sleeper(0, 1500), sleeper(1, 0), sleeper(2, 700)]
     results = list(
-        execution.run(local, wat_program("sleep"), subtasks, LIMITS, on_result=lambda r, _: finished.append(r.index))
+        execution.run(local, wat_program("sleep"), subtasks, T(), on_result=lambda r, _: finished.append(r.index))
     )
     assert [r.index for r in results] == [0, 1, 2]
     assert [r.outputs[0][1] for r in results] == [b"slept 1500", b"slept 0", b"slept 700"]
@@ -115,19 +122,16 @@ def test_results_come_in_index_order(local: LocalExecutor, wat_program: WatProgr
 
 def test_results_stream_while_work_continues(local: LocalExecutor, wat_program: WatProgram) -> None:
     finished: list[int] = []
-    run = execution.run(
-        local, wat_program("sleep"), [sleeper(0, 0), sleeper(1, 1500)], LIMITS,
-        on_result=lambda r, _: finished.append(r.index),
-    )
+    run = execution.run(local, wat_program("sleep"), [sleeper(0, 0), sleeper(1, 1500)], T(), on_result=lambda r, _: finished.append(r.index))
     first = next(run)
     assert first.index == 0 and finished == [0]  # subtask 1 is still running
     assert [r.index for r in run] == [1]
 
 
 def test_order_by_index_not_by_position(local: LocalExecutor, wat_program: WatProgram) -> None:
-    results = list(execution.run(local, wat_program("upper"), [upper(5), upper(2), upper(9)], LIMITS))
+    results = list(execution.run(local, wat_program("upper"), [upper(5), upper(2), upper(9)], T()))
     assert [r.index for r in results] == [2, 5, 9]
-    assert list(execution.run(local, wat_program("upper"), [], LIMITS)) == []
+    assert list(execution.run(local, wat_program("upper"), [], T())) == []
 
 
 def test_failure_reports_every_subtask_after_the_others_finish(
@@ -140,7 +144,7 @@ def test_failure_reports_every_subtask_after_the_others_finish(
     counting = Counting(local)
     yielded = []
     with pytest.raises(ExecutionError) as info:
-        for result in execution.run(counting, program, subtasks, LIMITS, retries=1, cache=cache):
+        for result in execution.run(counting, program, subtasks, T(retries=1), cache=cache):
             yielded.append(result.index)
     error = info.value
     assert error.exit_code == 5
@@ -156,20 +160,40 @@ def test_failure_reports_every_subtask_after_the_others_finish(
 
 @pytest.mark.parametrize("retries", [0, 2])
 def test_retries_are_bounded(local: LocalExecutor, wat_program: WatProgram, retries: int) -> None:
-    counting = Counting(local)
+    # Elsewhere a failure may be the provider's: retried up to `retries` times, each
+    # time on a provider that has not failed it.
+    remote = Elsewhere(local)
     with pytest.raises(ExecutionError):
-        list(execution.run(counting, wat_program("exit3"), [Subtask(0, "s0", (), (), ("out.txt",))], LIMITS, retries=retries))
-    assert len(counting.submitted) == retries + 1
+        list(execution.run(remote, wat_program("exit3"), [Subtask(0, "s0", (), (), ("out.txt",))], T(retries=retries)))
+    assert len(remote.submitted) == retries + 1
+    assert len(set(remote.on("s0"))) == retries + 1
+    # On this machine the guest is deterministic: a guest error is retried once at most.
+    counting = Counting(local)
+    with pytest.raises(ExecutionError) as info:
+        list(execution.run(counting, wat_program("exit3"), [Subtask(0, "s0", (), (), ("out.txt",))], T(retries=retries)))
+    assert len(counting.submitted) == min(retries + 1, 2)
+    assert info.value.outcomes[0].failure is Failure.GUEST
+
+
+def test_a_deterministic_timeout_is_not_retried_on_this_machine(local: LocalExecutor, wat_program: WatProgram) -> None:
+    counting = Counting(local)
+    limits = Limits(memory_bytes=64 << 20, subtask_timeout=1.0)
+    with pytest.raises(ExecutionError) as info:
+        list(execution.run(counting, wat_program("loop"), [Subtask(0, "s0", (), (), ("out.txt",))],
+                           T(limits=limits, retries=2)))
+    assert len(counting.submitted) == 1
+    (outcome,) = info.value.outcomes
+    assert outcome.failure is Failure.TIMEOUT and outcome.reason.startswith("timeout: ")
 
 
 @pytest.mark.parametrize("raises", [False, True])
 def test_a_lost_attempt_is_retried(local: LocalExecutor, wat_program: WatProgram, raises: bool) -> None:
     flaky = LosesFirstAttempt(local, raises=raises)
-    results = list(execution.run(flaky, wat_program("upper"), [upper(0), upper(1)], LIMITS, retries=1))
+    results = list(execution.run(flaky, wat_program("upper"), [upper(0), upper(1)], T(retries=1)))
     assert [r.outputs for r in results] == [(("out.txt", b"NUMBER 0"),), (("out.txt", b"NUMBER 1"),)]
     assert sorted(flaky.names()) == ["s0", "s0", "s1", "s1"]
     with pytest.raises(ExecutionError, match="provider (left|went away)"):
-        list(execution.run(LosesFirstAttempt(local, raises=raises), wat_program("upper"), [upper(0)], LIMITS, retries=0))
+        list(execution.run(LosesFirstAttempt(local, raises=raises), wat_program("upper"), [upper(0)], T(retries=0)))
 
 
 def test_task_timeout(local: LocalExecutor, wat_program: WatProgram) -> None:
@@ -177,7 +201,7 @@ def test_task_timeout(local: LocalExecutor, wat_program: WatProgram) -> None:
     looping = Subtask(1, "s1", (), (), ("out.txt",))
     started = time.monotonic()
     with pytest.raises(ExecutionError) as info:
-        list(execution.run(local, wat_program("loop"), [looping], limits, task_timeout=1.0))
+        list(execution.run(local, wat_program("loop"), [looping], T(limits=limits, task_timeout=1.0)))
     assert time.monotonic() - started < 5
     assert str(info.value).startswith("task timeout of 1 s exceeded; 1 of 1 subtasks failed")
     assert info.value.outcomes[0].reason.startswith("task timeout of 1 s exceeded")
@@ -187,10 +211,10 @@ def test_second_run_executes_nothing(local: LocalExecutor, wat_program: WatProgr
     cache = ResultCache(tmp_path)
     program = wat_program("upper")
     subtasks = [upper(i) for i in range(4)]
-    first = list(execution.run(local, program, subtasks, LIMITS, cache=cache))
+    first = list(execution.run(local, program, subtasks, T(), cache=cache))
     counting = Counting(local)
     sources: list[bool] = []
-    second = list(execution.run(counting, program, subtasks, LIMITS, cache=cache, on_result=lambda r, c: sources.append(c)))
+    second = list(execution.run(counting, program, subtasks, T(), cache=cache, on_result=lambda r, c: sources.append(c)))
     assert counting.submitted == []
     assert sources == [True] * 4
     assert [r.outputs for r in second] == [r.outputs for r in first]
@@ -199,7 +223,7 @@ def test_second_run_executes_nothing(local: LocalExecutor, wat_program: WatProgr
 def test_closing_early_cancels_pending_work(local: LocalExecutor, wat_program: WatProgram) -> None:
     limits = Limits(memory_bytes=64 << 20, subtask_timeout=120.0)
     counting = Counting(local)
-    run = execution.run(counting, wat_program("sleep"), [sleeper(0, 0), sleeper(1, 60000), sleeper(2, 60000)], limits)
+    run = execution.run(counting, wat_program("sleep"), [sleeper(0, 0), sleeper(1, 60000), sleeper(2, 60000)], T(limits=limits))
     assert next(run).index == 0
     started = time.monotonic()
     run.close()
@@ -232,11 +256,27 @@ class Priced(Counting):
         return outer
 
 
-class Lying(Counting):
+class Elsewhere(Counting):
+    """Local worker slots standing for providers on other machines, run by
+    ``operators`` (provider -> operator; default: each its own), with ``caps``."""
+
+    def __init__(self, inner: Executor, operators: dict[str, str] | None = None,
+                 caps: dict[str, Limits] | None = None) -> None:
+        super().__init__(inner)
+        self.on_this_machine = False
+        self.operators = operators or {}
+        self.caps = caps or {}
+
+    def providers(self) -> tuple[Provider, ...]:
+        return tuple(replace(p, operator=self.operators.get(p.id, ""), caps=self.caps.get(p.id))
+                     for p in self.inner.providers())
+
+
+class Lying(Elsewhere):
     """Providers in ``liars`` append their tag to every output they return."""
 
-    def __init__(self, inner: Executor, liars: dict[str, bytes]) -> None:
-        super().__init__(inner)
+    def __init__(self, inner: Executor, liars: dict[str, bytes], operators: dict[str, str] | None = None) -> None:
+        super().__init__(inner, operators)
         self.liars = liars
 
     def submit(self, program: Program, subtask: Subtask, limits: Limits, provider: str | None = None):  # type: ignore[no-untyped-def]
@@ -267,7 +307,7 @@ HONEST = [(("out.txt", b"NUMBER %d" % i),) for i in range(6)]
 
 def test_work_goes_to_free_providers_one_attempt_each(local: LocalExecutor, wat_program: WatProgram) -> None:
     counting = Counting(local)
-    results = list(execution.run(counting, wat_program("sleep"), [sleeper(i, 300) for i in range(6)], LIMITS))
+    results = list(execution.run(counting, wat_program("sleep"), [sleeper(i, 300) for i in range(6)], T()))
     assert [r.outputs[0][1] for r in results] == [b"slept 300"] * 6
     assert counting.most == 1  # never queued behind another attempt on a provider
     assert {p for _, p in counting.placed} == {"local-0", "local-1", "local-2"}
@@ -278,18 +318,19 @@ def test_redundancy_runs_each_subtask_on_k_distinct_providers_same_output(
 ) -> None:
     counting = Counting(local)
     report = execution.TaskReport()
-    results = list(execution.run(counting, wat_program("upper"), [upper(i) for i in range(6)], LIMITS,
-                                 redundancy=2, report=report))
+    results = list(execution.run(counting, wat_program("upper"), [upper(i) for i in range(6)], T(redundancy=2), report=report))
     assert outputs(results) == HONEST
     for i in range(6):
         placed = counting.on(f"s{i}")
         assert len(placed) == 2 and len(set(placed)) == 2
-    # A verified result names the providers that agreed on it.
-    assert all(len(r.provider.split("+")) == 2 for r in results)
+    # A verified result names the providers and operators that agreed on it.
+    for i, r in enumerate(results):
+        assert set(r.provenance.providers) == set(counting.on(f"s{i}"))
+        assert len(r.provenance.operators) == 2 and r.provenance.local
     assert report.verified == 6 and report.disagreements == [] and report.rejected == {}
-    assert report.lines()[0] == "verified 6 subtasks on 2 providers each; 0 with disagreeing results"
-    with pytest.raises(MarketError, match="redundancy 4 needs 4 distinct providers"):
-        list(execution.run(counting, wat_program("upper"), [upper(0)], LIMITS, redundancy=4))
+    assert report.lines()[0] == "verified 6 subtasks on 2 operators each; 0 with disagreeing results"
+    with pytest.raises(MarketError, match="redundancy 4 needs 4 distinct operators"):
+        list(execution.run(counting, wat_program("upper"), [upper(0)], T(redundancy=4)))
 
 
 def test_a_liar_is_outvoted_excluded_named_and_unpaid(local: LocalExecutor, wat_program: WatProgram) -> None:
@@ -303,8 +344,7 @@ def test_a_liar_is_outvoted_excluded_named_and_unpaid(local: LocalExecutor, wat_
         if report.rejected and not placed_before_exclusion:
             placed_before_exclusion.append(len(liar.placed))
 
-    results = list(execution.run(liar, wat_program("upper"), [upper(i) for i in range(6)], LIMITS,
-                                 redundancy=2, report=report, on_result=on_result))
+    results = list(execution.run(liar, wat_program("upper"), [upper(i) for i in range(6)], T(redundancy=2), report=report, on_result=on_result))
     assert outputs(results) == HONEST
     assert list(report.rejected) == ["local-0"]
     assert "rejected local-0" in report.rejected["local-0"]
@@ -327,7 +367,7 @@ def test_disagreement_past_the_bound_is_a_verification_error(
     # Three providers, three different answers: no two agree within 3 replicas.
     liars = Lying(local, {"local-0": b"[A]", "local-1": b"[B]"})
     with pytest.raises(VerificationError) as info:
-        list(execution.run(liars, wat_program("upper"), [upper(0)], LIMITS, redundancy=2, max_replicas=3))
+        list(execution.run(liars, wat_program("upper"), [upper(0)], T(redundancy=2, max_replicas=3)))
     assert info.value.exit_code == 6
     message = str(info.value)
     assert message.startswith("1 of 1 subtasks could not be verified: subtask 0 (s0): providers disagreed, "
@@ -336,13 +376,12 @@ def test_disagreement_past_the_bound_is_a_verification_error(
     # Two providers that disagree, and nobody left to break the tie.
     with LocalExecutor(2) as two:
         with pytest.raises(VerificationError, match="no provider that has not run it is left"):
-            list(execution.run(Lying(two, {"local-1": b"[B]"}), wat_program("upper"), [upper(0)], LIMITS,
-                               redundancy=2))
+            list(execution.run(Lying(two, {"local-1": b"[B]"}), wat_program("upper"), [upper(0)], T(redundancy=2)))
 
 
 def test_a_lost_replica_is_replaced_on_another_provider(local: LocalExecutor, wat_program: WatProgram) -> None:
     flaky = LosesFirstAttempt(local)
-    results = list(execution.run(flaky, wat_program("upper"), [upper(0), upper(1)], LIMITS, redundancy=2))
+    results = list(execution.run(flaky, wat_program("upper"), [upper(0), upper(1)], T(redundancy=2)))
     assert outputs(results) == HONEST[:2]
     assert sorted(flaky.names()) == ["s0", "s0", "s0", "s1", "s1", "s1"]
 
@@ -352,16 +391,13 @@ def test_bid_admits_only_providers_at_or_under_it_cheapest_first(
 ) -> None:
     priced = Priced(local, {"local-0": 0.5, "local-1": 0.1, "local-2": 0.2})
     report = execution.TaskReport()
-    results = list(execution.run(priced, wat_program("upper"), [upper(0)], LIMITS,
-                                 market=Market(bid=0.2), report=report))
+    results = list(execution.run(priced, wat_program("upper"), [upper(0)], T(market=Market(bid=0.2)), report=report))
     assert outputs(results) == HONEST[:1]
     assert priced.placed == [("s0", "local-1")]  # the cheapest
-    list(execution.run(priced, wat_program("sleep"), [sleeper(i, 200) for i in range(4)], LIMITS,
-                       market=Market(bid=0.2)))
+    list(execution.run(priced, wat_program("sleep"), [sleeper(i, 200) for i in range(4)], T(market=Market(bid=0.2))))
     assert {p for _, p in priced.placed} == {"local-1", "local-2"}  # never over the bid
     with pytest.raises(MarketError, match="only 1 of 3 providers at or under the bid 0.1/CPU-s"):
-        list(execution.run(priced, wat_program("upper"), [upper(0)], LIMITS, market=Market(bid=0.1),
-                           redundancy=2))
+        list(execution.run(priced, wat_program("upper"), [upper(0)], T(market=Market(bid=0.1), redundancy=2)))
     assert len(priced.placed) == 5  # refused before anything ran
 
 
@@ -372,8 +408,7 @@ def test_budget_caps_the_task_and_the_bill_adds_up(local: LocalExecutor, wat_pro
     report = execution.TaskReport()
     got = []
     with pytest.raises(MarketError) as info:
-        for r in execution.run(priced, wat_program("upper"), [upper(i) for i in range(4)], LIMITS,
-                               market=Market(budget=2.5), first_estimate=1.0, report=report):
+        for r in execution.run(priced, wat_program("upper"), [upper(i) for i in range(4)], T(market=Market(budget=2.5), first_estimate=1.0), report=report):
             got.append(r.index)
     assert info.value.exit_code == 7
     assert "budget 2.5 would be exceeded: 2 spent" in str(info.value)
@@ -382,8 +417,7 @@ def test_budget_caps_the_task_and_the_bill_adds_up(local: LocalExecutor, wat_pro
     assert report.lines()[-1] == "total: 2 of budget 2.5"
     # A first attempt that cannot fit is refused before anything runs.
     with pytest.raises(MarketError, match="budget 0.5 would be exceeded"):
-        list(execution.run(priced, wat_program("upper"), [upper(0)], LIMITS, market=Market(budget=0.5),
-                           first_estimate=1.0))
+        list(execution.run(priced, wat_program("upper"), [upper(0)], T(market=Market(budget=0.5), first_estimate=1.0)))
     assert len(priced.placed) == 2
 
 
@@ -393,13 +427,13 @@ def test_cached_results_count_only_if_as_many_providers_agreed(
     cache = ResultCache(tmp_path)
     program = wat_program("upper")
     subtasks = [upper(i) for i in range(3)]
-    assert outputs(execution.run(local, program, subtasks, LIMITS, cache=cache)) == HONEST[:3]
+    assert outputs(execution.run(local, program, subtasks, T(), cache=cache)) == HONEST[:3]
     counting = Counting(local)
-    assert outputs(execution.run(counting, program, subtasks, LIMITS, cache=cache, redundancy=2)) == HONEST[:3]
+    assert outputs(execution.run(counting, program, subtasks, T(redundancy=2), cache=cache)) == HONEST[:3]
     assert len(counting.placed) == 6  # one provider's word was not enough
     again = Counting(local)
     for k in (2, 1):
-        assert outputs(execution.run(again, program, subtasks, LIMITS, cache=cache, redundancy=k)) == HONEST[:3]
+        assert outputs(execution.run(again, program, subtasks, T(redundancy=k), cache=cache)) == HONEST[:3]
     assert again.placed == []
 
 
@@ -425,8 +459,7 @@ class TwoReplicas(execution.SubtaskState):
 def test_per_subtask_state_is_replaceable(local: LocalExecutor, wat_program: WatProgram) -> None:
     counting = Counting(local)
     results = list(
-        execution.run(counting, wat_program("upper"), [upper(0), upper(1)], LIMITS,
-                      make_state=lambda st: TwoReplicas(st, max_attempts=2))
+        execution.run(counting, wat_program("upper"), [upper(0), upper(1)], T(), make_state=lambda st: TwoReplicas(st, max_attempts=2))
     )
     assert outputs(results) == HONEST[:2]
     assert sorted(counting.on("s0")) == ["local-0", "local-1"]
@@ -436,7 +469,7 @@ def test_per_subtask_state_is_replaceable(local: LocalExecutor, wat_program: Wat
 def test_results_report_cpu_seconds_not_wall_time(local: LocalExecutor, wat_program: WatProgram) -> None:
     # A guest that sleeps a second uses next to no CPU: that is what a provider bills.
     started = time.monotonic()
-    (result,) = execution.run(local, wat_program("sleep"), [sleeper(0, 1000)], LIMITS)
+    (result,) = execution.run(local, wat_program("sleep"), [sleeper(0, 1000)], T())
     assert time.monotonic() - started >= 1.0
     assert 0.0 < result.seconds < 0.3
 
@@ -472,7 +505,7 @@ def test_work_waits_a_grace_for_providers_to_come_back(
                 threading.Timer(back_after, lambda: setattr(executor, "gone", False)).start()
 
     started = time.monotonic()
-    run = execution.run(executor, wat_program("upper"), [upper(i) for i in range(5)], LIMITS, on_result=vanish)
+    run = execution.run(executor, wat_program("upper"), [upper(i) for i in range(5)], T(), on_result=vanish)
     if back_after is not None:
         assert outputs(run) == HONEST[:5]
         assert time.monotonic() - started < 3.0

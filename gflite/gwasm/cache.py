@@ -22,10 +22,12 @@ import stat
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gflite.errors import GfliteError
+from gflite.gwasm.outcomes import MAX_NAME, MAX_OPERATORS, Accepted, Provenance, Trust
 from gflite.gwasm.subtask import Program, Subtask, SubtaskResult, sha256_bytes
 
 if TYPE_CHECKING:
@@ -248,7 +250,47 @@ class ModuleCache:
         return module
 
 
-_RESULT_FORMAT = 1
+# Format 2 records each entry's provenance; format-1 entries (which did not)
+# are misses, so they are made again once and replaced.
+_RESULT_FORMAT = 2
+# An entry's header is data we wrote, but read as if it were not: its line,
+# its lists and its numbers are bounded before anything is believed.
+_MAX_HEADER = 64 << 10
+_MAX_OUTPUTS = 1024
+DEFAULT_MAX_BYTES = 2 << 30
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``2G``, ``500M``, ``4096`` (bytes) -> bytes; ValueError if not a size."""
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = t[-1:] if t[-1:] in _UNITS and t[-1:] else ""
+    number = t[: len(t) - len(unit)]
+    value = float(number)  # ValueError on junk
+    if not (0 <= value < 1 << 60):
+        raise ValueError(f"not a size: {text!r}")
+    return int(value * _UNITS[unit])
+
+
+def max_cache_bytes() -> int:
+    """The result cache's size cap: ``$GFLITE_CACHE_MAX`` (e.g. ``500M``, ``4G``), else 2 GiB."""
+    raw = os.environ.get("GFLITE_CACHE_MAX", "")
+    if not raw:
+        return DEFAULT_MAX_BYTES
+    try:
+        return parse_size(raw)
+    except ValueError:
+        raise GfliteError(f"GFLITE_CACHE_MAX must be a size such as 500M or 4G, not {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """What the result cache holds."""
+
+    path: Path
+    entries: int
+    bytes: int
+    max_bytes: int
 
 
 class ResultCache:
@@ -256,13 +298,22 @@ class ResultCache:
 
     The key covers the program bytes, argv, inputs and output names, so a hit
     is exactly the bytes a rerun would produce; entries are checked against
-    their recorded sha256s on read and dropped if damaged.
+    their recorded sha256s on read and dropped if damaged. Each entry records
+    its :class:`~gflite.gwasm.outcomes.Provenance` (this machine's sandbox, or
+    which operators agreed), and :meth:`get` replays only entries that meet
+    the :class:`~gflite.gwasm.outcomes.Trust` the run asks for.
+
+    The whole cache is kept under ``max_bytes`` (default :func:`max_cache_bytes`):
+    a hit marks its entry used (its mtime), and storing past the cap evicts
+    the least recently used entries.
     """
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, max_bytes: int | None = None) -> None:
         self.root = root if root is not None else cache_dir()
+        self.max_bytes = max_cache_bytes() if max_bytes is None else max_bytes
         self.disabled_reason = ""
         self._dir: Path | None = None
+        self._size: int | None = None  # bytes held, learned on the first put
 
     def _directory(self) -> Path | None:
         if self._dir is None and not self.disabled_reason:
@@ -285,37 +336,105 @@ class ResultCache:
             sub = directory / key[:2]
         return sub / f"{key}.result"
 
-    def get(self, program: Program, subtask: Subtask) -> SubtaskResult | None:
-        """The cached result of ``subtask`` (renamed and re-indexed to it), or None."""
+    def get(self, program: Program, subtask: Subtask, trust: Trust | None = None) -> Accepted | None:
+        """The cached result of ``subtask`` (renamed and re-indexed to it) if it
+        meets ``trust`` (None: any entry), else None."""
         path = self._path(subtask.key(program), create=False)
         if path is None or not _trusted_file(path):
             return None
         try:
             data = path.read_bytes()
             result = _decode(data, subtask)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             result = None
         if result is None:
             with contextlib.suppress(OSError):
                 path.unlink()
+            return None
+        if trust is not None and not result.provenance.meets(trust):
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # used now: the last to be evicted
         return result
 
-    def put(self, program: Program, subtask: Subtask, result: SubtaskResult) -> bool:
-        """Store a successful result; failures are never cached. Returns False if
-        it could not be stored (the cache is an optimisation, never an error)."""
+    def put(self, program: Program, subtask: Subtask, result: SubtaskResult,
+            provenance: Provenance | None = None) -> bool:
+        """Store a successful result with how it was obtained (default: an
+        :class:`Accepted` result's own provenance, else one unverified
+        operator); failures are never cached. Returns False if it could not be
+        stored (the cache is an optimisation, never an error)."""
         if not result.ok:
+            return False
+        if provenance is None:
+            provenance = result.provenance if isinstance(result, Accepted) else \
+                Provenance(local=False, operators=(result.provider,), providers=(result.provider,))
+        chunks = _encode(result, provenance)
+        size = sum(map(len, chunks))
+        if size > self.max_bytes:
             return False
         path = self._path(subtask.key(program), create=True)
         if path is None:
             return False
         try:
-            atomic_write(path, _encode(result))
+            old = path.stat().st_size if path.exists() else 0
+            atomic_write(path, chunks)
         except OSError:
             return False
+        if self._size is None:
+            self._size = self.info().bytes
+        else:
+            self._size += size - old
+        if self._size > self.max_bytes:
+            self._evict(keep=path)
         return True
 
+    def _entries(self) -> list[tuple[float, int, Path]]:
+        """(last used, size, path) of every entry."""
+        directory = self._directory()
+        out: list[tuple[float, int, Path]] = []
+        if directory is None:
+            return out
+        with contextlib.suppress(OSError):
+            for sub in os.scandir(directory):
+                if not sub.is_dir(follow_symlinks=False) or len(sub.name) != 2:
+                    continue
+                with contextlib.suppress(OSError):
+                    for entry in os.scandir(sub.path):
+                        if entry.name.endswith(".result") and entry.is_file(follow_symlinks=False):
+                            st = entry.stat(follow_symlinks=False)
+                            out.append((st.st_mtime, st.st_size, Path(entry.path)))
+        return out
 
-def _encode(result: SubtaskResult) -> list[bytes]:
+    def _evict(self, keep: Path | None = None) -> None:
+        """Remove least recently used entries until the cache is within its cap."""
+        entries = sorted(self._entries(), key=lambda e: (e[0], str(e[2])))
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in entries:
+            if total <= self.max_bytes:
+                break
+            if path == keep:
+                continue
+            with contextlib.suppress(OSError):
+                path.unlink()
+                total -= size
+        self._size = total
+
+    def info(self) -> CacheInfo:
+        entries = self._entries()
+        return CacheInfo(self.root / "results", len(entries), sum(e[1] for e in entries), self.max_bytes)
+
+    def clear(self) -> int:
+        """Remove every entry; returns the bytes freed."""
+        freed = 0
+        for _, size, path in self._entries():
+            with contextlib.suppress(OSError):
+                path.unlink()
+                freed += size
+        self._size = 0
+        return freed
+
+
+def _encode(result: SubtaskResult, provenance: Provenance) -> list[bytes]:
     blobs = [data for _, data in result.outputs] + [result.stdout, result.stderr]
     header: dict[str, Any] = {
         "format": _RESULT_FORMAT,
@@ -326,41 +445,88 @@ def _encode(result: SubtaskResult) -> list[bytes]:
         "provider": result.provider,
         "seconds": result.seconds,
         "digest": result.digest,
+        "trust": {"local": provenance.local, "operators": list(provenance.operators),
+                  "providers": list(provenance.providers)},
     }
     return [json.dumps(header).encode() + b"\n", *blobs]
 
 
-def _decode(data: bytes, subtask: Subtask) -> SubtaskResult | None:
-    head, sep, body = data.partition(b"\n")
+def _int(value: object, limit: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        raise ValueError("bad number in cache entry")
+    return value
+
+
+def _str(value: object, limit: int = 4096) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise ValueError("bad string in cache entry")
+    return value
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_OPERATORS:
+        raise ValueError("bad list in cache entry")
+    return tuple(_str(v, MAX_NAME) for v in value)
+
+
+def _decode(data: bytes, subtask: Subtask) -> Accepted | None:
+    """Parse an entry, believing nothing it says about itself until checked."""
+    head, sep, body = data[: _MAX_HEADER + 1].partition(b"\n")
     if not sep:
         return None
+    body = data[len(head) + 1 :]
     header = json.loads(head)
-    if header.get("format") != _RESULT_FORMAT:
+    if not isinstance(header, dict) or header.get("format") != _RESULT_FORMAT:
         return None
     pos = 0
 
-    def take(size: int, digest: str) -> bytes:
+    def take(size: object, digest: object) -> bytes:
         nonlocal pos
-        blob = body[pos : pos + size]
-        pos += size
-        if len(blob) != size or sha256_bytes(blob) != digest:
+        n = _int(size, len(body) - pos)
+        blob = body[pos : pos + n]
+        pos += n
+        if sha256_bytes(blob) != _str(digest, 64):
             raise ValueError("damaged cache entry")
         return blob
 
-    outputs = tuple((str(rel), take(int(size), str(d))) for rel, size, d in header["outputs"])
-    stdout = take(*header["stdout"])
-    stderr = take(*header["stderr"])
+    listed = header["outputs"]
+    if not isinstance(listed, list) or len(listed) > _MAX_OUTPUTS:
+        return None
+    outputs = []
+    for item in listed:
+        if not isinstance(item, list) or len(item) != 3:
+            return None
+        rel, size, digest = item
+        outputs.append((_str(rel), take(size, digest)))
+    stdio = [header["stdout"], header["stderr"]]
+    if not all(isinstance(x, list) and len(x) == 2 for x in stdio):
+        return None
+    stdout = take(*stdio[0])
+    stderr = take(*stdio[1])
     if pos != len(body) or tuple(rel for rel, _ in outputs) != subtask.outputs:
+        return None
+    trust = header["trust"]
+    if not isinstance(trust, dict) or not isinstance(trust.get("local"), bool):
+        return None
+    provenance = Provenance(local=trust["local"], operators=_strings(trust["operators"]),
+                            providers=_strings(trust["providers"]))
+    exit_code = header["exit_code"]
+    seconds = header["seconds"]
+    if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         return None
     result = SubtaskResult(
         index=subtask.index,
         name=subtask.name,
         ok=True,
-        outputs=outputs,
-        exit_code=header["exit_code"],
+        outputs=tuple(outputs),
+        exit_code=exit_code,
         stdout=stdout,
         stderr=stderr,
-        provider=str(header["provider"]),
-        seconds=float(header["seconds"]),
+        provider=_str(header["provider"], MAX_NAME),
+        seconds=float(seconds),
     )
-    return result if result.digest == header["digest"] else None
+    if result.digest != header["digest"]:
+        return None
+    return Accepted.of(result, provenance)

@@ -1,12 +1,16 @@
 """Prices, the requestor's bid and budget: who gets work and what it costs.
 
 Each provider declares a price per CPU-second (a cluster worker through its
-``GFLITE_PRICE``; local worker slots are free). The requestor's *bid* is the
-most it pays per CPU-second: only providers at or under it get work, cheapest
-first, ties broken by provider id. An attempt costs ``price * seconds``, the
-CPU-seconds its result reports. Only results are paid: failed attempts
-deliver nothing, and providers whose result lost a vote (see ``verify``) are
-refused payment.
+``GFLITE_PRICE``; local worker slots are free) and may declare its own caps
+(memory, subtask time, output size): work goes only where the requestor's
+limits fit them. The requestor's *bid* is the most it pays per CPU-second:
+only providers at or under it get work, cheapest first, ties broken by
+provider id. An attempt's *claim* is the CPU-seconds its result reports,
+capped at the subtask timeout; it costs ``price * claim``. Only results are
+paid: failed attempts deliver nothing, providers whose result lost a vote
+(see ``verify``) are refused payment, and every replica that agreed on a
+verified result is paid the smallest claim among them, as BOINC grants the
+smaller claimed credit (so an inflated claim earns nothing extra).
 
 The *budget* caps the cost of the whole task. It is enforced when an attempt
 is about to start: the paid total so far, plus what running attempts are
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 
 from gflite.errors import MarketError
 from gflite.gwasm.executors.base import Provider
-from gflite.gwasm.subtask import Subtask, SubtaskResult
+from gflite.gwasm.subtask import Limits, Subtask, SubtaskResult
 
 MARGIN = 1.5
 
@@ -57,24 +61,42 @@ class Market:
         object.__setattr__(self, "budget", _amount("the budget", self.budget))
 
     def eligible(
-        self, providers: Iterable[Provider], exclude: Collection[str] = ()
+        self, providers: Iterable[Provider], exclude: Collection[str] = (),
+        limits: Limits | None = None,
     ) -> tuple[Provider, ...]:
-        """Providers at or under the bid and not excluded, cheapest first, then by id."""
+        """Providers at or under the bid, not excluded, and (given ``limits``) whose
+        own caps fit them; cheapest first, then by id."""
         found = [p for p in providers
-                 if p.id not in exclude and (self.bid is None or p.price <= self.bid)]
+                 if p.id not in exclude and (self.bid is None or p.price <= self.bid)
+                 and (limits is None or fits(limits, p))]
         return tuple(sorted(found, key=lambda p: (p.price, p.id)))
 
-    def check(self, providers: Iterable[Provider], redundancy: int = 1) -> tuple[Provider, ...]:
-        """:meth:`eligible`, or MarketError if fewer than ``redundancy`` of them: run
-        this before any work starts."""
+    def check(self, providers: Iterable[Provider], redundancy: int = 1,
+              limits: Limits | None = None) -> tuple[Provider, ...]:
+        """:meth:`eligible`, or MarketError if they belong to fewer than
+        ``redundancy`` distinct operators: run this before any work starts."""
         everyone = list(providers)
-        chosen = self.eligible(everyone)
-        if len(chosen) < redundancy:
+        chosen = self.eligible(everyone, limits=limits)
+        operators = len({p.owner for p in chosen})
+        if operators < redundancy or not chosen:
             where = "" if self.bid is None else f" at or under the bid {_money(self.bid)}/CPU-s"
+            fit = "" if limits is None or len(chosen) == len(self.eligible(everyone)) \
+                else " whose caps fit the task's limits"
             raise MarketError(
-                f"only {len(chosen)} of {len(everyone)} providers{where}; "
-                f"redundancy {redundancy} needs {redundancy} distinct providers")
+                f"only {len(chosen)} of {len(everyone)} providers{where}{fit}, run by "
+                f"{operators} operators; redundancy {redundancy} needs {redundancy} distinct operators")
         return chosen
+
+
+def fits(limits: Limits, provider: Provider) -> bool:
+    """True if the requestor's ``limits`` are within what ``provider`` declares it allows."""
+    caps = provider.caps
+    if caps is None:
+        return True
+    return (limits.memory_bytes <= caps.memory_bytes
+            and limits.subtask_timeout <= caps.subtask_timeout
+            and limits.output_bytes <= caps.output_bytes
+            and limits.stdio_bytes <= caps.stdio_bytes)
 
 
 @dataclass(frozen=True)
@@ -130,10 +152,13 @@ class Ledger:
     """
 
     def __init__(self, market: Market, providers: Iterable[Provider], *,
-                 first_estimate: float) -> None:
+                 first_estimate: float, max_claim: float | None = None) -> None:
         estimate = _amount("first_estimate", first_estimate)
         assert estimate is not None
         self.market = market
+        # No attempt may claim more CPU-seconds than its subtask timeout.
+        self.max_claim = _amount("max_claim", max_claim)
+        self._claims: dict[tuple[int, str], float] = {}  # (subtask index, provider) -> claim
         self.first_estimate = estimate
         self._prices = {p.id: p.price for p in providers}
         self._ids = itertools.count()
@@ -212,14 +237,32 @@ class Ledger:
         self._attempts[p] = self._attempts.get(p, 0) + 1
         if not result.ok:
             return 0.0
-        seconds = max(0.0, result.seconds) if math.isfinite(result.seconds) else 0.0
+        seconds = self.claim(result)
         cost = reservation.price * seconds
+        self._claims[(result.index, p)] = seconds
         self._results[p] = self._results.get(p, 0) + 1
         self._seconds[p] = self._seconds.get(p, 0.0) + seconds
         self._costs[p] = self._costs.get(p, 0.0) + cost
         self._rate = max(self._rate, seconds / reservation.size)
         self._seen = True
         return cost
+
+    def claim(self, result: SubtaskResult) -> float:
+        """The CPU-seconds ``result`` may bill: what it reports, capped at the subtask timeout."""
+        seconds = max(0.0, result.seconds) if math.isfinite(result.seconds) else 0.0
+        return seconds if self.max_claim is None else min(seconds, self.max_claim)
+
+    def agree(self, index: int, providers: Iterable[str]) -> None:
+        """``providers`` agreed on subtask ``index``: each is paid the smallest
+        claim among them, not its own."""
+        claims = {p: self._claims[(index, p)] for p in providers if (index, p) in self._claims}
+        if not claims:
+            return
+        least = min(claims.values())
+        for p, seconds in claims.items():
+            self._claims[(index, p)] = least
+            self._seconds[p] += least - seconds
+            self._costs[p] += self._prices.get(p, 0.0) * (least - seconds)
 
     def release(self, reservation: Reservation) -> None:
         """Drop the hold of an attempt that was cancelled before it delivered anything."""

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gflite.errors import GfliteError
-from gflite.gwasm.subtask import Limits, Program, Subtask, SubtaskResult
+from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 
 if TYPE_CHECKING:
     import wasmtime
@@ -277,6 +277,7 @@ def execute(
             reason=reason,
             provider=provider,
             seconds=time.process_time() - started,
+            failure=None if ok else Failure.GUEST,  # the same input fails the same way
             **kw,  # type: ignore[arg-type]
         )
 
@@ -365,7 +366,8 @@ def run_subtask(
             materialise(subtask, workdir)
         except (ValueError, OSError) as exc:  # e.g. "../x", or "a" both a file and a folder
             return SubtaskResult(
-                index=subtask.index, name=subtask.name, ok=False, reason=f"bad input: {exc}", provider=provider
+                index=subtask.index, name=subtask.name, ok=False, reason=f"bad input: {exc}", provider=provider,
+                failure=Failure.BAD_INPUT,
             )
         return execute(program, subtask, limits, workdir, provider=provider)
     finally:

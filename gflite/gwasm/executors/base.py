@@ -20,13 +20,16 @@ class Provider:
     ``slots`` is how many attempts it runs at once; ``name`` is how reports
     show it (may come from the provider itself: escape before printing);
     ``operator`` is who answers for it (two providers of one operator are one
-    vote): a certificate identity, a host, or the provider itself."""
+    vote): a certificate identity, a host, or the provider itself. ``caps``
+    are the most it allows one subtask (memory, time, output, stdio), declared
+    by the provider as it declares its price; None: whatever the requestor asks."""
 
     id: str
     price: float = 0.0  # per CPU-second, in the requestor's currency
     slots: int = 1
     name: str = ""
     operator: str = ""
+    caps: Limits | None = None
 
     @property
     def display(self) -> str:
@@ -42,10 +45,14 @@ class Executor(ABC):
 
     ``prefetch``: attempts the engine may queue on a provider beyond its slots
     (hides a network round trip). ``rejoin_grace``: seconds the engine waits
-    for providers to (re)join before it gives up on work nobody can take."""
+    for providers to (re)join before it gives up on work nobody can take.
+    ``on_this_machine``: attempts run in this machine's own sandbox, so their
+    results are the requestor's own, and a guest that failed or timed out
+    would do so again on the same input (it is deterministic)."""
 
     prefetch: int = 0
     rejoin_grace: float = 0.0
+    on_this_machine: bool = False
 
     @abstractmethod
     def providers(self) -> tuple[Provider, ...]:

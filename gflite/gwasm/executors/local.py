@@ -38,7 +38,7 @@ from pathlib import Path
 
 from gflite.gwasm import sandbox
 from gflite.gwasm.executors.base import Executor, Provider
-from gflite.gwasm.subtask import Limits, Program, Subtask, SubtaskResult
+from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 
 # Time a worker may spend loading (at worst compiling) a program before the
 # subtask's own time limit starts counting.
@@ -341,6 +341,8 @@ class LocalExecutor(Executor):
     attempt to one runs it in that slot's process.
     """
 
+    on_this_machine = True
+
     def __init__(
         self,
         workers: int | None = None,
@@ -474,7 +476,7 @@ class LocalExecutor(Executor):
             workdir = attempt.workdir = Path(tempfile.mkdtemp(prefix="gwasm-attempt-"))
             attempt.baseline = sandbox.materialise(attempt.subtask, workdir)
         except ValueError as exc:
-            self._finish(slot, self._failure(slot, attempt, f"bad input: {exc}"))
+            self._finish(slot, self._failure(slot, attempt, f"bad input: {exc}", Failure.BAD_INPUT))
             return
         except OSError as exc:
             self._finish(slot, self._failure(slot, attempt, f"cannot prepare the subtask's directory: {exc}"))
@@ -544,15 +546,16 @@ class LocalExecutor(Executor):
             if attempt is None or slot.worker is None:
                 continue
             if attempt.abort:
-                reason = "cancelled"
+                reason, failure = "cancelled", Failure.CANCELLED
             elif now > attempt.deadline:
                 reason = f"timeout: subtask time limit of {_seconds(attempt.limits.subtask_timeout)} exceeded"
+                failure = Failure.TIMEOUT
             elif sandbox.dir_size(attempt.workdir) - attempt.baseline > attempt.limits.output_bytes:  # type: ignore[arg-type]
-                reason = sandbox.output_limit_reason(attempt.limits)
+                reason, failure = sandbox.output_limit_reason(attempt.limits), Failure.LIMIT
             else:
                 continue
             self._kill(slot)
-            self._finish(slot, self._failure(slot, attempt, reason))
+            self._finish(slot, self._failure(slot, attempt, reason, failure))
 
     def _kill(self, slot: _Slot) -> None:
         if slot.worker is not None:
@@ -560,12 +563,14 @@ class LocalExecutor(Executor):
             slot.worker = None
 
     @staticmethod
-    def _failure(slot: _Slot, attempt: _Attempt, reason: str) -> SubtaskResult:
+    def _failure(slot: _Slot, attempt: _Attempt, reason: str,
+                 failure: Failure = Failure.LOST) -> SubtaskResult:
         return SubtaskResult(
             index=attempt.subtask.index,
             name=attempt.subtask.name,
             ok=False,
             reason=reason,
+            failure=failure,
             provider=slot.provider,
             seconds=time.monotonic() - attempt.started,
         )
@@ -588,7 +593,7 @@ class LocalExecutor(Executor):
             if slot.attempt is not None:
                 attempt = slot.attempt
                 self._kill(slot)
-                self._finish(slot, self._failure(slot, attempt, "cancelled: executor closed"))
+                self._finish(slot, self._failure(slot, attempt, "cancelled: executor closed", Failure.CANCELLED))
             elif slot.worker is not None:
                 slot.worker.stop()
                 slot.worker = None
