@@ -513,3 +513,161 @@ def test_work_waits_a_grace_for_providers_to_come_back(
         with pytest.raises(ExecutionError, match="no provider at or under the bid is left"):
             list(run)
         assert 3.0 <= time.monotonic() - started < 6.0
+
+
+# --- Sybil-proof redundancy, audits, the cache's trust, fair bills -------------------
+
+
+@pytest.fixture(scope="module")
+def four() -> Iterator[LocalExecutor]:
+    with LocalExecutor(4) as ex:
+        yield ex
+
+
+def test_two_workers_of_one_operator_cannot_outvote_two_honest_ones(
+    four: LocalExecutor, wat_program: WatProgram
+) -> None:
+    # Mallory runs two cheap workers that return the same forgery; alice and bob
+    # are honest and dearer. Cheapest-first would send both replicas to Mallory.
+    prices = {"local-0": 0.001, "local-1": 0.001, "local-2": 0.5, "local-3": 0.5}
+    operators = {"local-0": "mallory", "local-1": "mallory", "local-2": "alice", "local-3": "bob"}
+    sybil = Lying(Priced(four, prices), {"local-0": b"[forged]", "local-1": b"[forged]"}, operators)
+    sybil.inner.providers = lambda: tuple(  # type: ignore[method-assign]
+        replace(p, operator=operators[p.id]) for p in Priced(four, prices).providers())
+    report = execution.TaskReport()
+    results = list(execution.run(sybil, wat_program("upper"), [upper(i) for i in range(4)], T(redundancy=2),
+                                 report=report))
+    assert outputs(results) == HONEST[:4]
+    for i, r in enumerate(results):
+        # Never two replicas of one subtask on one operator.
+        assert len({operators[p] for p in sybil.on(f"s{i}")}) == len(sybil.on(f"s{i}"))
+        assert "mallory" not in r.provenance.operators and len(r.provenance.operators) == 2
+    # Caught once, Mallory loses every worker it runs.
+    assert set(report.rejected) == {"local-0", "local-1"}
+
+
+def test_audit_reruns_accepted_results_here_and_excludes_a_forger(
+    local: LocalExecutor, wat_program: WatProgram
+) -> None:
+    liar = Lying(local, {"local-0": b"[lie]", "local-1": b"[lie]", "local-2": b"[lie]"})
+    report = execution.TaskReport()
+    with LocalExecutor(1) as auditor:
+        results = list(execution.run(liar, wat_program("upper"), [upper(i) for i in range(3)],
+                                     T(audit=1.0), auditor=auditor, report=report))
+    # Every result was audited, so none of the forgeries is handed out.
+    assert outputs(results) == HONEST[:3]
+    assert all(r.provenance.local for r in results)
+    assert report.audited >= 1 and report.caught >= 1
+    assert report.rejected and all(v.startswith("audit of subtask ") for v in report.rejected.values())
+    # An honest provider passes its audits and keeps its work.
+    honest = Elsewhere(local)
+    report = execution.TaskReport()
+    with LocalExecutor(1) as auditor:
+        results = list(execution.run(honest, wat_program("upper"), [upper(i) for i in range(3)],
+                                     T(audit=1.0), auditor=auditor, report=report))
+    assert outputs(results) == HONEST[:3] and report.audited == 3 and report.caught == 0
+    assert report.rejected == {}
+
+
+def test_audit_fraction_is_a_reproducible_sample(local: LocalExecutor, wat_program: WatProgram) -> None:
+    def audited(seed: int) -> int:
+        report = execution.TaskReport()
+        with LocalExecutor(1) as auditor:
+            list(execution.run(Elsewhere(local), wat_program("upper"), [upper(i) for i in range(12)],
+                               T(audit=0.5, seed=seed), auditor=auditor, report=report))
+        return report.audited
+
+    n = audited(7)
+    assert 0 < n < 12 and audited(7) == n
+
+
+def test_a_local_run_does_not_replay_one_liars_unverified_answer(
+    local: LocalExecutor, wat_program: WatProgram, tmp_path: Path
+) -> None:
+    cache = ResultCache(tmp_path)
+    program = wat_program("upper")
+    subtasks = [upper(i) for i in range(3)]
+    liar = Lying(local, {p.id: b"[lie]" for p in local.providers()})
+    forged = outputs(execution.run(liar, program, subtasks, T(), cache=cache))
+    assert forged != HONEST[:3]
+    # The local run synthesises afresh and gets the honest output, then replays its own.
+    counting = Counting(local)
+    assert outputs(execution.run(counting, program, subtasks, T(), cache=cache)) == HONEST[:3]
+    assert len(counting.placed) == 3
+    again = Counting(local)
+    assert outputs(execution.run(again, program, subtasks, T(), cache=cache)) == HONEST[:3]
+    assert again.placed == []
+
+
+def test_a_result_two_operators_agreed_on_is_replayed_by_a_local_run(
+    local: LocalExecutor, wat_program: WatProgram, tmp_path: Path
+) -> None:
+    cache = ResultCache(tmp_path)
+    program = wat_program("upper")
+    cluster = Elsewhere(local, {"local-0": "alice", "local-1": "bob", "local-2": "carol"})
+    assert outputs(execution.run(cluster, program, [upper(0)], T(redundancy=2), cache=cache)) == HONEST[:1]
+    counting = Counting(local)
+    (hit,) = execution.run(counting, program, [upper(0)], T(), cache=cache)
+    assert counting.placed == [] and len(hit.provenance.operators) == 2 and not hit.provenance.local
+
+
+def test_every_agreeing_replica_is_paid_the_smallest_claim(local: LocalExecutor, wat_program: WatProgram) -> None:
+    # local-0 bills 25.6 CPU-s for work its peers did in a few milliseconds.
+    class Overbilling(Priced):
+        def submit(self, program, subtask, limits, provider=None):  # type: ignore[no-untyped-def]
+            inner = super().submit(program, subtask, limits, provider)
+            if provider != "local-0":
+                return inner
+            outer: Future[SubtaskResult] = Future()
+            inner.add_done_callback(lambda f: outer.set_result(replace(f.result(), seconds=25.6)))
+            return outer
+
+    prices = {"local-0": 1.0, "local-1": 1.0, "local-2": 1.0}
+    ex = Overbilling(local, prices)
+    report = execution.TaskReport()
+    results = list(execution.run(ex, wat_program("upper"), [upper(i) for i in range(3)], T(redundancy=3),
+                                 report=report))
+    assert outputs(results) == HONEST[:3]
+    bill = {c.provider: c for c in report.bill.providers}
+    assert bill["local-0"].results == 3
+    honest_max = max(bill["local-1"].seconds, bill["local-2"].seconds)
+    assert bill["local-0"].seconds <= honest_max < 1.0  # not 3 x 25.6
+    assert report.bill.total < 3.0
+
+
+def test_a_claim_is_capped_at_the_subtask_timeout(local: LocalExecutor, wat_program: WatProgram) -> None:
+    priced = Priced(local, {p.id: 2.0 for p in local.providers()}, bills=1e6)
+    report = execution.TaskReport()
+    list(execution.run(priced, wat_program("upper"), [upper(0)], T(), report=report))
+    assert report.bill.total == pytest.approx(2.0 * LIMITS.subtask_timeout)
+
+
+def test_work_goes_only_where_the_providers_own_caps_fit(local: LocalExecutor, wat_program: WatProgram) -> None:
+    small = Limits(memory_bytes=16 << 20, subtask_timeout=20.0, output_bytes=1 << 20)
+    capped = Elsewhere(local, caps={"local-0": small, "local-1": small})
+    results = list(execution.run(capped, wat_program("upper"), [upper(i) for i in range(4)], T()))
+    assert outputs(results) == HONEST[:4]
+    assert {p for _, p in capped.placed} == {"local-2"}  # only it allows 64 MiB
+    with pytest.raises(MarketError, match="caps fit the task's limits"):
+        list(execution.run(capped, wat_program("upper"), [upper(0)], T(redundancy=2)))
+
+
+def test_a_malformed_answer_excludes_its_provider_from_the_task(
+    local: LocalExecutor, wat_program: WatProgram
+) -> None:
+    class Malformed(Elsewhere):
+        def submit(self, program, subtask, limits, provider=None):  # type: ignore[no-untyped-def]
+            if provider != "local-0":
+                return super().submit(program, subtask, limits, provider)
+            self.placed.append((subtask.name, provider))
+            future: Future[SubtaskResult] = Future()
+            future.set_result(SubtaskResult(subtask.index, subtask.name, ok=False, reason="answer over its cap",
+                                            provider=provider, failure=Failure.MALFORMED))
+            return future
+
+    ex = Malformed(local)
+    report = execution.TaskReport()
+    results = list(execution.run(ex, wat_program("upper"), [upper(i) for i in range(6)], T(), report=report))
+    assert outputs(results) == HONEST
+    assert [p for _, p in ex.placed].count("local-0") == 1
+    assert report.rejected == {"local-0": "malformed answer: answer over its cap"}

@@ -273,11 +273,36 @@ def test_market_and_cluster_options_locally(tmp_path: Path, wat_program: WatProg
     result = invoke("run", str(path), "-w", "2", "--redundancy", "2", "--budget", "5")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[1] == "  verified 3 subtasks on 2 providers each; 0 with disagreeing results"
+    assert lines[1] == "  verified 3 subtasks on 2 operators each; 0 with disagreeing results"
     assert lines[2].startswith("  local-0: 3/3 results, ") and lines[3].startswith("  local-1: 3/3 results, ")
     assert lines[4] == "  total: 0 of budget 5"  # local worker slots are free
     assert tree(tmp_path / "test_out")["subtask10/out.txt"] == b"TEN\n"
     result = invoke("run", str(path), "-w", "2", "--redundancy", "3")
     assert result.exit_code == 7
-    assert result.stderr == ("gwasm: error: only 2 of 2 providers at or under the bid 1/CPU-s; "
-                             "redundancy 3 needs 3 distinct providers\n")
+    assert result.stderr == ("gwasm: error: only 2 of 2 providers at or under the bid 1/CPU-s, run by 2 "
+                             "operators; redundancy 3 needs 3 distinct operators\n")
+
+
+def test_no_cache_neither_replays_nor_stores(tmp_path: Path, wat_program: WatProgram, fresh_cache: Path) -> None:
+    path = bare_task(tmp_path, wat_program("upper").path, TEXTS, ["in.txt", "out.txt"])
+    assert invoke("run", str(path), "-w", "2", "--no-cache").exit_code == 0
+    assert not list(fresh_cache.glob("results/*/*.result"))
+    assert invoke("run", str(path), "-w", "2").exit_code == 0
+    again = invoke("run", str(path), "-w", "2", "--no-cache")
+    assert again.exit_code == 0 and again.stdout.startswith("test: 3 done, 0 failed, ")
+
+
+def test_cache_info_and_clear(tmp_path: Path, wat_program: WatProgram, fresh_cache: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GFLITE_CACHE_MAX", "64M")
+    path = bare_task(tmp_path, wat_program("upper").path, TEXTS, ["in.txt", "out.txt"])
+    assert invoke("run", str(path), "-w", "2").exit_code == 0
+    info = invoke("cache", "info")
+    assert info.exit_code == 0
+    assert info.stdout.splitlines()[0] == f"result cache: {fresh_cache / 'results'}"
+    assert info.stdout.splitlines()[1].startswith("  3 results, ")
+    assert "of 64.0 MiB (GFLITE_CACHE_MAX" in info.stdout
+    cleared = invoke("cache", "clear")
+    assert cleared.exit_code == 0 and cleared.stdout.startswith("removed ")
+    assert invoke("cache", "info").stdout.splitlines()[1].startswith("  0 results, 0 bytes")
+    assert invoke("cache", "wipe").exit_code == 2

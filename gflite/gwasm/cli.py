@@ -17,7 +17,7 @@ from typing import Optional
 import typer
 
 from gflite.errors import ExecutionError, GfliteError, Interrupted
-from gflite.cli_shared import market_in_play, quiet_cluster_logs
+from gflite.cli_shared import for_terminal, market_in_play, quiet_cluster_logs
 from gflite.gwasm.subtask import SubtaskResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -54,15 +54,22 @@ def run(
     budget: Optional[float] = typer.Option(  # noqa: UP007
         None, "--budget", min=0, help="Most you pay for the whole task."
     ),
+    audit: float = typer.Option(
+        0.0, "--audit", min=0.0, max=1.0, metavar="P",
+        help="Run a fraction P of the results accepted from a cluster again on this machine; "
+             "a provider caught forging one is excluded.",
+    ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither replay nor store results."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Run TASK's subtasks sandboxed in parallel; outputs go to output_dir/<subtask>/.
 
-    Finished subtasks are cached, so a rerun resumes where the last one stopped.
+    Finished subtasks are cached, so a rerun resumes where the last one stopped
+    (see `gwasm cache`).
     """
     try:
         _run(task, workers, retries, quiet, cluster=cluster, redundancy=redundancy, bid=bid,
-             budget=budget)
+             budget=budget, audit=audit, use_cache=not no_cache)
     except GfliteError as exc:
         _error(str(exc))
         raise typer.Exit(exc.exit_code) from None
@@ -71,12 +78,52 @@ def run(
         raise typer.Exit(Interrupted.exit_code) from None
 
 
+@app.command()
+def cache(
+    action: str = typer.Argument(..., metavar="info|clear", help="Show the result cache, or empty it."),
+) -> None:
+    """The result cache: where it is and how full (info), or empty it (clear).
+
+    Its size is capped by GFLITE_CACHE_MAX (e.g. 500M, 4G; default 2G); the
+    least recently used results are evicted first.
+    """
+    try:
+        for line in cache_action(action):
+            typer.echo(line)
+    except GfliteError as exc:
+        _error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _size(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def cache_action(action: str) -> list[str]:
+    """``info`` or ``clear`` on the user's result cache, as lines to print (the
+    ``gwasm cache`` and ``gflite --cache-info/--cache-clear`` commands)."""
+    from gflite.errors import UsageError
+    from gflite.gwasm.cache import ResultCache
+
+    if action not in ("info", "clear"):
+        raise UsageError(f"cache takes info or clear, not {for_terminal(action)!r}")
+    cache = ResultCache()
+    if cache.disabled_reason:
+        return [f"result cache disabled: {cache.disabled_reason}"]
+    if action == "clear":
+        return [f"removed {_size(cache.clear())} of results from {cache.root / 'results'}"]
+    info = cache.info()
+    return [f"result cache: {info.path}", f"  {info.entries} results, {_size(info.bytes)} "
+            f"of {_size(info.max_bytes)} (GFLITE_CACHE_MAX; least recently used evicted first)"]
+
+
 def _run(task_path: Path, workers: int | None, retries: int, quiet: bool, *,
          cluster: str | None = None, redundancy: int = 1, bid: float | None = None,
-         budget: float | None = None) -> None:
+         budget: float | None = None, audit: float = 0.0, use_cache: bool = True) -> None:
     from gflite.gwasm import execution
-    from gflite.gwasm.cache import ResultCache
-    from gflite.gwasm.executors import make_executor
     from gflite.gwasm.market import Market
     from gflite.gwasm.task import load_task, write_outputs
 
@@ -120,27 +167,21 @@ def _run(task_path: Path, workers: int | None, retries: int, quiet: bool, *,
             lines = report.lines() if show_bill else [
                 line for line in report.lines() if line.startswith("excluded ")]
             for line in lines:
-                typer.echo(f"  {line}")
+                typer.echo(f"  {for_terminal(line, 400)}")
 
+    terms = execution.RunTerms(limits=spec.limits, retries=retries, redundancy=redundancy,
+                               task_timeout=spec.timeout, market=market, audit=audit,
+                               use_cache=use_cache)
     written: set[int] = set()
     try:
-        with make_executor(workers=workers, cluster=cluster) as executor:
-            results = execution.run(
-                executor,
-                spec.program,
-                spec.subtasks,
-                spec.limits,
-                retries=retries,
-                task_timeout=spec.timeout,
-                cache=ResultCache(),
-                on_result=on_result,
-                redundancy=redundancy,
-                market=market,
-                report=report,
-            )
+        results = execution.run_task(spec.program, spec.subtasks, terms, workers=workers,
+                                     cluster=cluster, on_result=on_result, report=report)
+        try:
             for result in results:
                 write_outputs(spec, result)
                 written.add(result.index)
+        finally:
+            results.close()  # type: ignore[attr-defined]
     except ExecutionError as exc:
         bar.close()
         # Keep what did finish, and say what happened to every subtask.
@@ -150,7 +191,7 @@ def _run(task_path: Path, workers: int | None, retries: int, quiet: bool, *,
         summary()
         for outcome in exc.outcomes:
             state = "ok" if outcome.ok else f"failed: {outcome.reason}"
-            typer.echo(f"  {outcome.name}: {state}", err=True)
+            typer.echo(f"  {for_terminal(outcome.name)}: {for_terminal(state, 400)}", err=True)
         raise
     finally:
         bar.close()

@@ -259,10 +259,11 @@ class Ledger:
         if not claims:
             return
         least = min(claims.values())
-        for p, seconds in claims.items():
+        for p in claims:
             self._claims[(index, p)] = least
-            self._seconds[p] += least - seconds
-            self._costs[p] += self._prices.get(p, 0.0) * (least - seconds)
+        for p in claims:  # summed afresh: no rounding left over from the larger claims
+            self._seconds[p] = math.fsum(c for (_, q), c in self._claims.items() if q == p)
+            self._costs[p] = self._prices.get(p, 0.0) * self._seconds[p]
 
     def release(self, reservation: Reservation) -> None:
         """Drop the hold of an attempt that was cancelled before it delivered anything."""
