@@ -123,6 +123,12 @@ def _command(
     budget: Optional[float] = typer.Option(None, "--budget", min=0, metavar="AMOUNT",
                                            help="Most you pay for the whole job."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or notes, only errors."),
+    audit: float = typer.Option(0.0, "--audit", min=0.0, max=1.0, metavar="P",
+                                help="Run a fraction P of the chunks a cluster returned again on this "
+                                     "machine; a provider caught forging one is excluded."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither replay nor store finished chunks."),
+    cache_info: bool = typer.Option(False, "--cache-info", help="Show the result cache and exit."),
+    cache_clear: bool = typer.Option(False, "--cache-clear", help="Empty the result cache and exit."),
 ) -> None:
     """Convert text to speech with flite, in parallel, as sandboxed subtasks.
     Existing flite commands work with a g in front."""
@@ -135,7 +141,8 @@ def _command(
             list_voices=list_voices, setf=setf, seti=seti, sets=sets, setany=setany, ssml=ssml,
             verbose=verbose, subtasks=subtasks, workers=workers, timeout=timeout,
             subtask_timeout=subtask_timeout, cluster=cluster or None, redundancy=redundancy, bid=bid,
-            budget=budget, quiet=quiet,
+            budget=budget, quiet=quiet, audit=audit, no_cache=no_cache, cache_info=cache_info,
+            cache_clear=cache_clear,
         ))
     except (KeyboardInterrupt, BrokenPipeError) as exc:
         # typer would turn these into exit codes of its own (130 returned, or 1
@@ -171,6 +178,14 @@ def _run(args: SimpleNamespace) -> None:
         return
     if args.list_voices:
         _list_voices()
+        return
+    if args.cache_info or args.cache_clear:
+        # Flags, not a `gflite cache` subcommand: flite's positional form would
+        # read `gflite cache info` as "say cache, write it to info".
+        from gflite.gwasm.cli import cache_action
+
+        for line in cache_action("clear" if args.cache_clear else "info"):
+            sys.stdout.write(line + "\n")
         return
     text, file, output, voice = args.text, args.file, args.output, args.voice
     positional, quiet, verbose = args.positional, args.quiet, args.verbose
@@ -217,6 +232,8 @@ def _run(args: SimpleNamespace) -> None:
         budget=args.budget,
         timeout=_duration(args.timeout, "--timeout"),
         subtask_timeout=_duration(args.subtask_timeout, "--subtask-timeout") or 600.0,
+        audit=args.audit,
+        use_cache=not args.no_cache,
     )
     if output == "play":
         _play(job, quiet, verbose)

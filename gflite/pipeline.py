@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from gflite.chunking import Chunk
     from gflite.gwasm.cache import ResultCache
     from gflite.gwasm.execution import TaskReport
+    from gflite.gwasm.executors.base import Executor
 
 STDIN = "-"
 STDOUT = "-"
@@ -71,6 +72,8 @@ class Job:
     subtask_timeout: float = 600.0
     retries: int = 2
     target_chars: int | None = None  # chunk size; None: chunking's default for the voice
+    audit: float = 0.0  # fraction of a cluster's accepted chunks run again on this machine
+    use_cache: bool = True  # replay and store finished chunks in the result cache
 
 
 @dataclass(frozen=True)
@@ -163,8 +166,6 @@ def _render(
 ) -> Summary:
     from gflite.flitewasm import program as flite_program
     from gflite.gwasm import execution
-    from gflite.gwasm.cache import ResultCache
-    from gflite.gwasm.executors import make_executor
     from gflite.gwasm.market import Market
 
     text = job.source.read(stdin)
@@ -196,33 +197,26 @@ def _render(
                 )
             )
 
-    with make_executor(workers=job.workers, cluster=job.cluster) as executor:
+    def started_on(executor: Executor) -> None:
         if on_plan is not None:
             on_plan(Plan(text=text, chunks=len(chunks), characters=len(text.text),
                          workers=len(executor.providers())))
-        results = execution.run(
-            executor,
-            program,
-            tasks,
-            limits,
-            retries=job.retries,
-            task_timeout=job.timeout,
-            cache=cache if cache is not None else ResultCache(),
-            on_result=finished,
-            redundancy=job.redundancy,
-            market=market,
-            first_estimate=_cpu_estimate(chunks, job),
-            report=report,
-        )
-        try:
-            for result in results:
-                if writer is not None:
-                    writer.add(dict(result.outputs)[synth.OUT_NAME])
-                    _flush(writer)
-                # execution.run drops each result's audio once handed over, so a
-                # book is never held in memory.
-        finally:
-            results.close()  # type: ignore[attr-defined]
+
+    terms = execution.RunTerms(
+        limits=limits, retries=job.retries, redundancy=job.redundancy, task_timeout=job.timeout,
+        market=market, first_estimate=_cpu_estimate(chunks, job), audit=job.audit,
+        use_cache=job.use_cache)
+    results = execution.run_task(program, tasks, terms, workers=job.workers, cluster=job.cluster,
+                                 cache=cache, on_result=finished, report=report, on_start=started_on)
+    try:
+        for result in results:
+            if writer is not None:
+                writer.add(dict(result.outputs)[synth.OUT_NAME])
+                _flush(writer)
+            # The dispatcher drops each result's audio once handed over, so a
+            # book is never held in memory.
+    finally:
+        results.close()  # type: ignore[attr-defined]
     return Summary(
         chunks=len(tasks),
         from_cache=done["cached"],

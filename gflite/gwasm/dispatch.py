@@ -99,6 +99,9 @@ class Dispatcher:
         self.ledger: Ledger | None = None
         self.next_out = 0
         self.deadline: float | None = None
+        # Decided subtasks whose on_result is still due: told from the main loop,
+        # once the attempt's future and raw answer are no longer referenced.
+        self.decided: list[State] = []
 
     # -- per-subtask state -------------------------------------------------------
 
@@ -143,6 +146,7 @@ class Dispatcher:
                 t.market.check(providers, t.redundancy, t.limits)
             stuck_since: float | None = None
             while True:
+                self._tell()
                 yield from self._hand_out()
                 self.open = [st for st in self.open if self._undecided(st)]
                 if not self.open:
@@ -170,6 +174,7 @@ class Dispatcher:
                     if st.final is None:
                         st.give_up(why, Failure.NO_PROVIDER)
                         self._conclude(st)
+            self._tell()
             self._raise_failures()
         finally:
             for future in list(self.running):
@@ -371,15 +376,21 @@ class Dispatcher:
 
     def _finish(self, st: State, provenance: Provenance | None = None) -> None:
         """Keep a decided subtask: accept a result with its provenance (default:
-        who agreed on it in this run), cache it, and tell ``on_result``."""
+        who agreed on it in this run) and cache it; ``on_result`` is told soon."""
         assert st.final is not None
         from_cache = st.subtask.index in self.cached
         if st.final.ok and not from_cache:
             st.final = Accepted.of(st.final, provenance or self._provenance(st, local=self.local))
             if self.cache is not None:
                 self.cache.put(self.program, st.subtask, st.final)
+        self.decided.append(st)
+
+    def _tell(self) -> None:
+        decided, self.decided = self.decided, []
         if self.on_result is not None:
-            self.on_result(st.final, from_cache)
+            for st in decided:
+                assert st.final is not None
+                self.on_result(st.final, st.subtask.index in self.cached)
 
     # -- audits ----------------------------------------------------------------------------
 
@@ -460,11 +471,19 @@ def _outcome(future: Future[SubtaskResult], subtask: Subtask, provider: str) -> 
         reason, failure = f"executor error: {type(exc).__name__}: {exc}", Failure.LOST
     else:
         # The answer is the provider's data: a plain result, named for the provider
-        # we asked, its digest recomputed from its outputs (never taken from it).
+        # we asked, with the digest of its outputs (never the one it states).
+        untyped = not result.ok and result.failure is None
+        if (type(result) is SubtaskResult and result.provider == provider and not untyped
+                and (not result.ok or result.digest == _digest(result))):
+            return result
         values = {f.name: getattr(result, f.name) for f in fields(SubtaskResult)}
         values.update(provider=provider, digest="")
-        if not result.ok and result.failure is None:
-            values["failure"] = Failure.LOST  # an untyped failure: maybe the provider's
+        if untyped:
+            values["failure"] = Failure.LOST  # maybe the provider's fault: retry elsewhere
         return SubtaskResult(**values)
     return SubtaskResult(index=subtask.index, name=subtask.name, ok=False, reason=reason,
                          provider=provider, failure=failure)
+
+
+def _digest(result: SubtaskResult) -> str:
+    return replace(result, digest="").digest
