@@ -391,3 +391,45 @@ def test_ctrl_c_leaves_nothing_and_a_rerun_resumes(tmp_path: Path, fresh_cache: 
     assert cached == done  # finished chunks were not synthesised again
     assert pcm(out_dir / "book.wav") == native(tmp_path, "-voice", "kal16", "-f", str(tmp_path / "book.txt"))
     assert sorted(p.name for p in out_dir.iterdir()) == ["book.wav"] and list(tmp_dir.iterdir()) == []
+
+
+# --- the result cache: its switch, its commands, whom it trusts --------------------------
+
+
+def test_no_cache_and_the_cache_commands(capsys, tmp_path: Path, fresh_cache: Path) -> None:
+    ok(capsys, "--no-cache", "-t", HELLO, "-o", str(tmp_path / "a.wav"))
+    assert _results(fresh_cache) == 0
+    err = ok(capsys, "-t", HELLO, "-o", str(tmp_path / "b.wav"))
+    assert "(0 from cache)" in err and _results(fresh_cache) == 1
+    code, out, _ = gflite(capsys, "--cache-info")
+    assert code == 0 and out.splitlines()[0] == f"result cache: {fresh_cache / 'results'}"
+    assert out.splitlines()[1].startswith("  1 results, ")
+    code, out, _ = gflite(capsys, "--cache-clear")
+    assert code == 0 and out.startswith("removed ") and _results(fresh_cache) == 0
+
+
+def test_a_local_run_does_not_replay_an_unverified_forgery(capsys, tmp_path: Path, fresh_cache: Path) -> None:
+    """A provider's unverified answer (one operator's word) sits in the cache: a
+    local run makes the chunk again instead, and writes what native flite writes."""
+    from gflite import pipeline, synth
+    from gflite.flitewasm import program
+    from gflite.gwasm.cache import ResultCache
+    from gflite.gwasm.outcomes import Provenance
+    from gflite.gwasm.subtask import SubtaskResult
+
+    want = native(tmp_path, "-t", HELLO)
+    ok(capsys, "--no-cache", "-t", HELLO, "-o", str(tmp_path / "honest.wav"))
+    honest = (tmp_path / "honest.wav").read_bytes()
+    options = synth.SynthOptions(voice=synth.resolve_voice("kal"))
+    job = pipeline.Job(source=pipeline.Source("text", HELLO), output="-", options=options)
+    (st,) = synth.subtasks(pipeline.plan_chunks(HELLO, job), options, literal=True)
+    square = honest[:44] + (b"\xff\x7f\x00\x80" * len(honest))[: len(honest) - 44]
+    forged = SubtaskResult(st.index, st.name, ok=True, outputs=((synth.OUT_NAME, square),), provider="tcp://m:1")
+    cache = ResultCache(fresh_cache)
+    assert cache.put(program(), st, forged, Provenance(local=False, operators=("mallory",)))
+    assert cache.get(program(), st).outputs == forged.outputs  # the very entry gflite looks up
+    err = ok(capsys, "-t", HELLO, "-o", str(tmp_path / "out.wav"))
+    assert "(0 from cache)" in err
+    assert pcm(tmp_path / "out.wav") == want
+    # The local result replaced the forgery.
+    assert cache.get(program(), st).provenance.local
