@@ -293,3 +293,17 @@ def test_cache_size_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv("GFLITE_CACHE_MAX", "lots")
     with pytest.raises(GfliteError, match="GFLITE_CACHE_MAX must be a size"):
         ResultCache(tmp_path)
+
+
+def test_the_same_bytes_obtained_again_keep_all_their_trust(wat_program: WatProgram, tmp_path: Path) -> None:
+    program = wat_program("upper")
+    cache = ResultCache(tmp_path)
+    st = subtask()
+    cache.put(program, st, ok_result(st), Provenance(local=True, operators=("local-0",)))
+    cache.put(program, st, ok_result(st), Provenance(local=False, operators=("alice", "bob")))
+    hit = cache.get(program, st)
+    assert hit.provenance.local and hit.provenance.operators == ("alice", "bob", "local-0")
+    # Other bytes replace the entry and its record.
+    cache.put(program, st, ok_result(st, b"OTHER"), Provenance(local=False, operators=("carol",)))
+    hit = cache.get(program, st)
+    assert hit.outputs == (("out.txt", b"OTHER"),) and hit.provenance == Provenance(False, ("carol",))

@@ -368,12 +368,20 @@ class ResultCache:
         if provenance is None:
             provenance = result.provenance if isinstance(result, Accepted) else \
                 Provenance(local=False, operators=(result.provider,), providers=(result.provider,))
+        path = self._path(subtask.key(program), create=True)
+        if path is None:
+            return False
+        if path.exists():
+            # The same bytes obtained again: the entry keeps all it was trusted for.
+            old = self.get(program, subtask)
+            if old is not None and old.digest == result.digest:
+                mine = old.provenance
+                provenance = Provenance(local=provenance.local or mine.local,
+                                        operators=(provenance.operators + mine.operators)[:MAX_OPERATORS],
+                                        providers=(provenance.providers + mine.providers)[:MAX_OPERATORS])
         chunks = _encode(result, provenance)
         size = sum(map(len, chunks))
         if size > self.max_bytes:
-            return False
-        path = self._path(subtask.key(program), create=True)
-        if path is None:
             return False
         try:
             old = path.stat().st_size if path.exists() else 0
