@@ -165,8 +165,8 @@ def test_bid_budget_and_cost_summary(
     code, err = gflite([*base, "-o", str(tmp_path / "no.wav"), "--bid", "0.015", "--redundancy", "2"],
                        capsys, monkeypatch, tmp_path / "c2")
     assert code == 7
-    assert re.fullmatch(r"gflite: error: only 1 of \d+ providers at or under the bid 0.015/CPU-s; "
-                        r"redundancy 2 needs 2 distinct providers\n", err), err
+    assert re.fullmatch(r"gflite: error: only 1 of \d+ providers at or under the bid 0.015/CPU-s, run by 1 "
+                        r"operators; redundancy 2 needs 2 distinct operators\n", err), err
     assert not (tmp_path / "no.wav").exists()
     # A budget too small for even one chunk.
     code, err = gflite([*base, "-o", str(tmp_path / "no.wav"), "--budget", "0.00000001"],
@@ -203,7 +203,7 @@ def test_a_lying_provider_is_outvoted_named_and_excluded(
     lines = bill(err)
     assert lines["mallory"].endswith("= 0  rejected (lost a vote), not paid")
     assert "carol" not in lines
-    assert re.search(r"^gflite: verified 6 subtasks on 2 providers each; [1-6] with disagreeing results$",
+    assert re.search(r"^gflite: verified 6 subtasks on 2 operators each; [1-6] with disagreeing results$",
                      err, re.M), err
 
 
@@ -246,7 +246,7 @@ def test_gwasm_run_on_a_cluster_with_redundancy_2(
     assert outputs(tmp_path / "out") == {f"part{i}/out.txt": f"PART NUMBER {i}\n".encode()
                                          for i in range(1, 7)}
     assert out.startswith("upper: 6 done, 0 failed, ")
-    assert "  verified 6 subtasks on 2 providers each; 0 with disagreeing results\n" in out
+    assert "  verified 6 subtasks on 2 operators each; 0 with disagreeing results\n" in out
     assert re.search(r"^  total: \S+$", out, re.M)
     # task.json's bid (0.05) is the default: a lower --bid leaves too few providers.
     monkeypatch.setenv("GFLITE_CACHE_DIR", str(tmp_path / "cache2"))
