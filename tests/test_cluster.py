@@ -207,6 +207,25 @@ def test_a_lying_provider_is_outvoted_named_and_excluded(
                      err, re.M), err
 
 
+@pytest.mark.slow
+def test_an_audit_catches_a_forger_at_redundancy_1(
+    cluster: Cluster, liar: str, references: dict[str, bytes], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # mallory (cheapest) and alice are under the bid; nothing is run twice on the
+    # cluster, but every accepted chunk is run again on this machine.
+    monkeypatch.setenv("GFLITE_CLUSTER", cluster.address)
+    out = tmp_path / "out.wav"
+    code, err = gflite(["-f", DIALOGUE, "-voice", "kal16", "--subtasks", "6", "-o", str(out),
+                        "--bid", "0.01", "--audit", "1"], capsys, monkeypatch, tmp_path / "cache")
+    assert code == 0, err
+    assert out.read_bytes() == references["kal16"]
+    only_our_lines(err)
+    assert f"gflite: excluded mallory ({liar}): audit of subtask " in err
+    assert re.search(r"^gflite: audited 6 subtasks in this machine's sandbox; [1-6] forged$", err, re.M), err
+    assert bill(err)["mallory"].endswith("rejected (lost a vote), not paid")
+
+
 # --- gwasm run on the cluster ------------------------------------------------
 
 
