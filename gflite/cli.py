@@ -347,14 +347,14 @@ def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[Bina
         _note(f"{job.output} is over the 4 GiB that WAV sizes can state, so its header says 'length unknown' "
               f"(ffmpeg and sox read it to the end); .flac is lossless and about half the size")
     if summary.report is not None and not quiet:
-        from gflite.cli_shared import market_in_play
+        from gflite.cli_shared import for_terminal, market_in_play
 
         # The bill and verdicts when a cluster or market terms are in play; who was
         # excluded for lying, always.
         full = market_in_play(job.cluster, job.redundancy, job.bid, job.budget)
         for line in summary.report.lines():
             if full or line.startswith("excluded "):
-                _note(line)
+                _note(for_terminal(line, 400))  # verdicts quote providers' own words
 
 
 def _play(job: pipeline.Job, quiet: bool, verbose: bool) -> None:
