@@ -343,8 +343,10 @@ class ResultCache:
         if path is None or not _trusted_file(path):
             return None
         try:
-            data = path.read_bytes()
-            result = _decode(data, subtask)
+            with open(path, "rb") as f:
+                # Never larger than the whole cache may be: an entry that says otherwise is not ours.
+                data = f.read(self.max_bytes + 1)
+            result = _decode(data, subtask) if len(data) <= self.max_bytes else None
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
             result = None
         if result is None:
