@@ -93,7 +93,9 @@ class SafeZip:
     def close(self) -> None:
         self._zip.close()
 
-    def read(self, member: str, *, cap: int = MAX_MEMBER_BYTES) -> bytes:
+    def read(self, member: str, *, cap: int | None = None) -> bytes:
+        """The member's bytes, at most ``cap`` (default MAX_MEMBER_BYTES) of them."""
+        cap = min(cap if cap is not None else MAX_MEMBER_BYTES, MAX_MEMBER_BYTES)
         info = self._infos.get(member)
         if info is None:
             raise BookError(f"{self.name}: {member} is missing", BookProblem.MISSING)
