@@ -68,3 +68,37 @@ def test_sample_books_have_three_or_more_chapters(name: str) -> None:
     assert len(book.chapters) >= 3
     assert book.metadata.title and book.metadata.authors
     assert all(c.title and c.words > 20 for c in book.chapters)
+
+
+def test_compose_starts_each_chapter_on_a_flite_utterance_start() -> None:
+    from gflite.books.compose import compose
+    from gflite.chunking import utterance_starts
+
+    book = read_book(SAMPLES / "the_clockmakers_apprentice.epub")
+    composed = compose(book)
+    text = composed.text.text
+    assert text.isascii() and composed.text.replaced > 0  # curly quotes became ASCII
+    assert composed.titles == tuple(c.title for c in book.chapters)
+    assert composed.starts[0] == 0 and len(composed.starts) == len(book.chapters)
+    breaks = set(utterance_starts(text))
+    for start, chapter in zip(composed.starts[1:], book.chapters[1:]):
+        assert start in breaks
+        assert text[start:].startswith(chapter.title)
+    # Every block (heading, paragraph, list item) starts an utterance of its own.
+    block_starts = [i + 2 for i in range(len(text)) if text.startswith("\n\n", i) and text[i + 2 : i + 3].strip()]
+    assert block_starts and set(block_starts) <= breaks
+
+
+def test_compose_breaks_where_no_punctuation_would() -> None:
+    """A heading with no full stop, then text in lower case: only the blank line makes flite break."""
+    from gflite.books.compose import compose
+    from gflite.chunking import utterance_starts
+
+    book = Book(
+        metadata=Metadata(title="T"),
+        chapters=(Chapter("a", "the first heading\n\nand its text"), Chapter("b", "the second heading\u2014here")),
+        format="markdown",
+    )
+    composed = compose(book)
+    assert composed.text.text == "the first heading\n\nand its text\n\nthe second heading -- here\n"
+    assert set(composed.starts[1:]) | {len("the first heading\n\n")} <= set(utterance_starts(composed.text.text))

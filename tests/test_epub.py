@@ -95,6 +95,17 @@ def test_front_and_back_matter_skipped_unless_kept(tmp_path: Path) -> None:
     assert [c.title for c in both.chapters] == ["The Test Book", "One", "Index"]
 
 
+def test_landmarks_mark_a_title_page_to_skip(tmp_path: Path) -> None:
+    files = members(3, chapters=[("title.xhtml", chapter("The Test Book", "by Ada")), ("c1.xhtml", chapter("One", "Text."))])
+    nav = files["OEBPS/nav.xhtml"].decode().replace(
+        "</nav>", '</nav><nav epub:type="landmarks"><ol><li><a epub:type="titlepage" href="title.xhtml">T</a></li></ol></nav>'
+    )
+    files["OEBPS/nav.xhtml"] = nav.encode()
+    path = write(tmp_path / "b.epub", files)
+    assert [c.title for c in read_book(path).chapters] == ["One"]
+    assert [c.title for c in read_book(path, ReadOptions(keep_front_matter=True)).chapters] == ["The Test Book", "One"]
+
+
 def test_headings_paragraphs_and_list_items_keep_their_breaks(tmp_path: Path) -> None:
     body = "<h2>Lists</h2><p>Before<br/>the list:</p><ul><li>first</li><li>second <em>item</em></li></ul><p>After.</p>"
     path = write(tmp_path / "b.epub", members(3, chapters=[("c.xhtml", XHTML.format(title="L", body_attrs="", body=body))]))
