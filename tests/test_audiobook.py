@@ -167,3 +167,36 @@ def test_ffmetadata_escapes_and_counts_in_samples() -> None:
 
 def test_audiobook_format() -> None:
     assert [audiobook_format(p) for p in ("a.M4B", "b.m4a", "c.mp3", "d.wav", "-")] == ["m4b", "m4a", "mp3", None, None]
+
+
+@pytest.mark.skipif(not shutil.which("flite"), reason="needs native flite, the oracle")
+def test_book_to_m4b_chapters_start_where_their_text_starts_in_the_whole_run(tmp_path: Path) -> None:
+    """Native flite on the whole composed book equals flite on each chapter, concatenated:
+    so the marks (cumulative sample counts) are where each chapter's speech starts."""
+    import wave
+
+    from gflite.books import read_book
+    from gflite.books.compose import compose
+
+    book = read_book(Path(__file__).parent.parent / "sample_texts" / "the_lamplighter.md")
+    composed = compose(book)
+    text = composed.text.text
+    bounds = [*composed.starts, len(text)]
+
+    def flite(part: str, name: str) -> bytes:
+        (tmp_path / f"{name}.txt").write_text(part, encoding="ascii")
+        subprocess.run(["flite", "-f", str(tmp_path / f"{name}.txt"), "-o", str(tmp_path / f"{name}.wav")], check=True)
+        with wave.open(str(tmp_path / f"{name}.wav")) as w:
+            return w.readframes(w.getnframes())
+
+    whole = flite(text, "whole")
+    pieces = [flite(text[a:b], f"ch{i}") for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+    assert b"".join(pieces) == whole
+    marks, at = [], 0
+    for title, piece in zip(composed.titles, pieces):
+        marks.append(ChapterMark(at, title))
+        at += len(piece) // 2
+    out = write_audiobook(tmp_path / "whole.wav", tmp_path / "book.m4b", marks, Tags(title=book.metadata.title))
+    chapters = _probe(out)["chapters"]
+    assert [(c["start"], c["tags"]["title"]) for c in chapters] == [(m.start, m.title) for m in marks]
+    assert chapters[-1]["end"] == len(whole) // 2
