@@ -116,3 +116,9 @@ def test_empty_markdown_refused(tmp_path: Path) -> None:
     with pytest.raises(BookError) as e:
         read_book(tmp_path / "b.md")
     assert e.value.problem is BookProblem.MALFORMED
+
+
+def test_html_without_end_tags_keeps_its_blocks(tmp_path: Path) -> None:
+    html = "<html><body><h1>One<p>First <b>bold<p>Second<ul><li>a<li>b <i>c</ul><p>Last</body></html>"
+    (tmp_path / "b.html").write_text(html)
+    assert read_book(tmp_path / "b.html").chapters[0].text == "One\n\nFirst bold\n\nSecond\n\na\n\nb c\n\nLast"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections import Counter
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
@@ -34,6 +35,9 @@ _BLOCK_TAGS = {
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
 _CELL = {"td", "th"}
+# HTML's implied end tags: a new paragraph ends an open <p>, a new item an open <li>.
+_CLOSES = {"p": {"p"}, "li": {"li", "p"}, "dt": {"dt", "dd", "p"}, "dd": {"dt", "dd", "p"}}
+_CLOSED_BY_BLOCK = {"p"}
 _WS = re.compile(r"[ \t\r\n\f]+")
 
 
@@ -137,6 +141,7 @@ class _Extractor(HTMLParser):
         self.language = ""
         self.author = ""
         self._stack: list[tuple[str, bool]] = []  # (tag, skipping)
+        self._open: Counter[str] = Counter()  # tags on the stack, so an end tag finds its start in O(1)
         self._skipping = 0
         self._buf: list[str] = []  # text, with "\n" for <br>
         self._level = 0
@@ -152,6 +157,7 @@ class _Extractor(HTMLParser):
         if tag == "title":
             self._in_title = True
         if tag in _BLOCK_TAGS or tag in _HEADINGS:
+            self._close_implied(_CLOSES.get(tag, _CLOSED_BY_BLOCK))
             self.flush()
         if self._skipping == 0:
             # An anchor after some text of an unfinished block starts at the next block.
@@ -174,6 +180,7 @@ class _Extractor(HTMLParser):
         if tag in _CELL:
             self._buf.append(" ")
         self._stack.append((tag, skipping))
+        self._open[tag] += 1
         self._skipping += skipping
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -185,17 +192,32 @@ class _Extractor(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "title":
             self._in_title = False
-        if not any(t == tag for t, _ in self._stack):
+        if not self._open[tag]:
             return  # a stray end tag: HTML ignores it
-        while self._stack:
-            t, skipping = self._stack.pop()
-            self._skipping -= skipping
+        while self._stack and self._pop() != tag:
+            pass
+
+    def _pop(self) -> str:
+        t, skipping = self._stack.pop()
+        self._open[t] -= 1
+        self._skipping -= skipping
+        if t in _BLOCK_TAGS or t in _HEADINGS:
+            self.flush()
+        if t == "pre":
+            self._pre -= 1
+        return t
+
+    def _close_implied(self, tags: set[str]) -> None:
+        """Close an open element of ``tags`` if only inline elements lie above it
+        (``<p>a<p>b``, ``<li>a<li>b`` in HTML that leaves end tags out)."""
+        for i in range(len(self._stack) - 1, -1, -1):
+            t = self._stack[i][0]
+            if t in tags:
+                while len(self._stack) > i:
+                    self._pop()
+                return
             if t in _BLOCK_TAGS or t in _HEADINGS:
-                self.flush()
-            if t == "pre":
-                self._pre -= 1
-            if t == tag:
-                break
+                return
 
     def handle_data(self, data: str) -> None:
         if self._in_title:
