@@ -264,6 +264,8 @@ def _encode(
             # 8 kHz mono speech is transparent at 32 kb/s AAC, 16 kHz at 48.
             bitrate = "32k" if rate <= 8000 else "48k"
             codec = ["-c:a", "aac", "-b:a", bitrate, "-movie_timescale", str(rate), "-f", "ipod"]
+            if kind == "m4b":
+                codec += ["-brand", "M4B "]  # what audiobook players look for; ffmpeg says M4A
         else:
             codec = [*ENCODERS["mp3"], "-id3v2_version", "3"]
         _run(cmd + maps + codec, src, data, start, end, out)

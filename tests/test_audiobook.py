@@ -70,6 +70,7 @@ def test_mp4_chapters_start_on_exact_samples(tmp_path: Path, kind: str, rate: in
     assert [c["start"] for c in chapters] == [m.start for m in marks]
     assert [c["end"] for c in chapters] == [m.start for m in marks[1:]] + [frames]
     tags = info["format"]["tags"]
+    assert tags["major_brand"] == ("M4B " if kind == "m4b" else "M4A ")
     assert (tags["title"], tags["artist"], tags["album"], tags["genre"]) == (
         "The Test Book", "Ada Author", "The Test Book", "Audiobook"
     )

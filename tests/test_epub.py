@@ -179,6 +179,13 @@ def test_zip_bomb_by_total_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert "the book unpacks to over 3 MiB" in msg
 
 
+def test_too_many_members(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "MAX_MEMBERS", 20)
+    files = members(3)
+    files.update({f"OEBPS/junk{i}.txt": b"x" for i in range(20)})
+    _refused(write(tmp_path / "b.epub", files), BookProblem.TOO_LARGE)
+
+
 def test_lying_declared_size_never_inflates_past_it(tmp_path: Path) -> None:
     """A member whose directory says 100 bytes but inflates to 8 MiB is not read past the lie."""
     files = members(3)
