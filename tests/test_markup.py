@@ -122,3 +122,8 @@ def test_html_without_end_tags_keeps_its_blocks(tmp_path: Path) -> None:
     html = "<html><body><h1>One<p>First <b>bold<p>Second<ul><li>a<li>b <i>c</ul><p>Last</body></html>"
     (tmp_path / "b.html").write_text(html)
     assert read_book(tmp_path / "b.html").chapters[0].text == "One\n\nFirst bold\n\nSecond\n\na\n\nb c\n\nLast"
+
+
+def test_markdown_tables_read_row_by_row(tmp_path: Path) -> None:
+    (tmp_path / "t.md").write_text("# Prices\n\n| fruit | price |\n| --- | --- |\n| apple | 3 |\n| pear | 4 |\n")
+    assert read_book(tmp_path / "t.md").chapters[0].text == "Prices\n\nfruit price\n\napple 3\n\npear 4"

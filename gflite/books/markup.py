@@ -22,7 +22,8 @@ def read_markdown(data: bytes, *, name: str, options: ReadOptions = ReadOptions(
 
     text = xhtml.decode(data, name=name)
     fields, body = _front_matter(text)
-    html = MarkdownIt("commonmark").render(body)
+    # CommonMark plus GitHub's tables and strikethrough, common in Markdown books.
+    html = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(body)
     doc = xhtml.parse(html, name=name, skip=xhtml.skipped_types(options))
     meta = Metadata(
         title=fields.get("title", ""),
