@@ -14,6 +14,10 @@ definition, so there a mark is within half a millisecond.
 PyAV could do the same in-process, but it adds a 30 MB wheel of FFmpeg
 libraries to do what the ffmpeg we already require does from one metadata file.
 
+:func:`add_chapters` does the same to audio already encoded (streamed into
+ffmpeg with :func:`encoder_args` while the book was synthesised), copying it
+without re-encoding: seconds for a whole book, where encoding takes minutes.
+
 PCM is fed to ffmpeg on a pipe from the WAV's data chunk, so a chapter is cut at
 an exact sample and no WAV size field (unknown past 4 GiB) is trusted. Output
 goes to a temporary file beside the target, renamed only when ffmpeg succeeds.
@@ -26,7 +30,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from gflite.books.model import Cover
 from gflite.errors import OutputError
@@ -237,21 +241,73 @@ def _file_name(title: str) -> str:
 def _encode(
     src: Path, data: WavData, start: int, end: int, out: Path, kind: str, tags: Tags, chapters: tuple[ChapterMark, ...]
 ) -> None:
+    rate, channels = data.format.sample_rate, data.format.channels
+    pcm_in = ["-f", "s16le", "-ar", str(rate), "-ac", str(channels), "-i", "pipe:0"]
+    marks = tuple(ChapterMark(c.start - start, c.title) for c in chapters)
+
+    def feed(sink: BinaryIO) -> None:
+        _copy_pcm(src, data, start, end, sink)
+
+    _mux(pcm_in, list(encoder_args(kind, rate)), out, kind, tags, marks, rate, end - start, feed)
+
+
+def encoder_args(kind: str, rate: int) -> tuple[str, ...]:
+    """ffmpeg's codec arguments for an audiobook of ``kind`` at ``rate`` Hz, so audio
+    streamed into ffmpeg during synthesis is encoded as :func:`add_chapters` expects."""
+    if kind in _MP4_FORMATS:
+        # 8 kHz mono speech is transparent at 32 kb/s AAC, 16 kHz at 48.
+        return ("-c:a", "aac", "-b:a", "32k" if rate <= 8000 else "48k")
+    if kind == "mp3":
+        args = ENCODERS["mp3"]  # the same quality as a plain .mp3 output
+        # Without its "-f mp3": _mux chooses the muxer.
+        return tuple(a for i, a in enumerate(args) if a != "-f" and (i == 0 or args[i - 1] != "-f"))
+    raise OutputError(f"unknown audiobook format {kind!r}: use m4b, m4a or mp3")
+
+
+def add_chapters(
+    encoded: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    chapters: tuple[ChapterMark, ...] | list[ChapterMark],
+    tags: Tags = Tags(),
+    *,
+    sample_rate: int,
+    frames: int,
+) -> Path:
+    """Copy the audio of ``encoded`` (AAC in .m4a/.m4b, or .mp3, e.g. streamed there
+    by ffmpeg with :func:`encoder_args` while the book was synthesised) into
+    ``target`` with chapter marks, tags and cover, without re-encoding it.
+    ``frames`` is the audio's length in samples (the last chapter's end)."""
+    src, out = Path(encoded), Path(target)
+    kind = _kind(out)
+    if (audiobook_format(src) in _MP4_FORMATS) != (kind in _MP4_FORMATS):
+        raise OutputError(f"cannot copy the audio of {src.name} into {out.name}: re-encode it with write_audiobook")
+    _check_marks(chapters, frames)
+    if tags.cover is not None and not usable_cover(tags.cover):
+        tags = replace(tags, cover=None)
+    _mux(["-i", str(src)], ["-c:a", "copy"], out, kind, tags, tuple(chapters), sample_rate, frames, None)
+    return out
+
+
+def _mux(
+    audio_in: list[str],
+    audio_codec: list[str],
+    out: Path,
+    kind: str,
+    tags: Tags,
+    marks: tuple[ChapterMark, ...],
+    rate: int,
+    frames: int,
+    feed: Callable[[BinaryIO], None] | None,
+) -> None:
     ffmpeg = find_ffmpeg()
     if out.is_dir():
         raise OutputError(f"output {out} is a directory")
     if not out.parent.is_dir():
         raise OutputError(f"output directory does not exist: {out.parent}")
-    rate, frames = data.format.sample_rate, end - start
-    marks = tuple(ChapterMark(c.start - start, c.title) for c in chapters)
     with tempfile.TemporaryDirectory(prefix="gflite-audiobook-") as work:
         meta = Path(work) / "metadata.txt"
         meta.write_text(ffmetadata(tags, marks, frames, rate), encoding="utf-8")
-        cmd = [
-            ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "s16le", "-ar", str(rate), "-ac", str(data.format.channels), "-i", "pipe:0",
-            "-f", "ffmetadata", "-i", str(meta),
-        ]  # fmt: skip
+        cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *audio_in, "-f", "ffmetadata", "-i", str(meta)]
         maps = ["-map", "0:a", "-map_metadata", "1", "-map_chapters", "1" if marks else "-1"]
         if tags.cover is not None:
             picture = Path(work) / f"cover.{tags.cover.extension}"
@@ -261,17 +317,16 @@ def _encode(
             if kind == "mp3":
                 maps += ["-metadata:s:v", "title=Album cover", "-metadata:s:v", "comment=Cover (front)"]
         if kind in _MP4_FORMATS:
-            # 8 kHz mono speech is transparent at 32 kb/s AAC, 16 kHz at 48.
-            bitrate = "32k" if rate <= 8000 else "48k"
-            codec = ["-c:a", "aac", "-b:a", bitrate, "-movie_timescale", str(rate), "-f", "ipod"]
+            # The chapter track counts in samples: exact marks, not milliseconds.
+            muxer = ["-movie_timescale", str(rate), "-f", "ipod"]
             if kind == "m4b":
-                codec += ["-brand", "M4B "]  # what audiobook players look for; ffmpeg says M4A
+                muxer += ["-brand", "M4B "]  # what audiobook players look for; ffmpeg says M4A
         else:
-            codec = [*ENCODERS["mp3"], "-id3v2_version", "3"]
-        _run(cmd + maps + codec, src, data, start, end, out)
+            muxer = ["-id3v2_version", "3", "-f", "mp3"]
+        _run(cmd + maps + audio_codec + muxer, out, feed)
 
 
-def _run(cmd: list[str], src: Path, data: WavData, start: int, end: int, out: Path) -> None:
+def _run(cmd: list[str], out: Path, feed: Callable[[BinaryIO], None] | None) -> None:
     try:
         fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
     except OSError as e:
@@ -282,15 +337,17 @@ def _run(cmd: list[str], src: Path, data: WavData, start: int, end: int, out: Pa
     proc: subprocess.Popen[bytes] | None = None
     try:
         try:
-            proc = subprocess.Popen([*cmd, str(tmp)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+            stdin = subprocess.PIPE if feed is not None else subprocess.DEVNULL
+            proc = subprocess.Popen([*cmd, str(tmp)], stdin=stdin, stdout=subprocess.DEVNULL, stderr=log)
         except OSError as e:
             raise OutputError(f"cannot run {cmd[0]}: {e.strerror or e}") from None
-        assert proc.stdin is not None
-        try:
-            _copy_pcm(src, data, start, end, proc.stdin)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # ffmpeg stopped early; its exit code and log say why
+        if feed is not None:
+            assert proc.stdin is not None
+            try:
+                feed(proc.stdin)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # ffmpeg stopped early; its exit code and log say why
         if proc.wait() != 0:
             raise OutputError(f"ffmpeg could not write {out}: {_last_line(log, proc.returncode)}")
         umask = os.umask(0)

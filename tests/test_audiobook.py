@@ -17,6 +17,8 @@ from gflite.audiobook import (
     audiobook_format,
     ffmetadata,
     read_wav_header,
+    add_chapters,
+    encoder_args,
     split_chapters,
     usable_cover,
     write_audiobook,
@@ -201,3 +203,35 @@ def test_book_to_m4b_chapters_start_where_their_text_starts_in_the_whole_run(tmp
     chapters = _probe(out)["chapters"]
     assert [(c["start"], c["tags"]["title"]) for c in chapters] == [(m.start, m.title) for m in marks]
     assert chapters[-1]["end"] == len(whole) // 2
+
+
+def _decoded(path: Path) -> bytes:
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-f", "s16le", "-"], check=True, capture_output=True)
+    return out.stdout
+
+
+@pytest.mark.parametrize(("kind", "target"), [("m4a", "book.m4b"), ("mp3", "book.mp3")])
+def test_add_chapters_to_audio_encoded_while_streaming(tmp_path: Path, kind: str, target: str) -> None:
+    wav = _wav(tmp_path / "in.wav")
+    streamed = tmp_path / f"streamed.{kind}"
+    muxer = "ipod" if kind == "m4a" else "mp3"
+    pcm = wav.read_bytes()[44:]
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "s16le", "-ar", "16000", "-ac", "1", "-i", "pipe:0",
+         *encoder_args(kind, 16000), "-f", muxer, str(streamed)],
+        input=pcm, check=True,
+    )  # fmt: skip
+    out = add_chapters(streamed, tmp_path / target, MARKS, TAGS, sample_rate=16000, frames=80000)
+    info = _probe(out)
+    assert [c["tags"]["title"] for c in info["chapters"]] == [m.title for m in MARKS]
+    if kind == "m4a":
+        assert [(c["time_base"], c["start"]) for c in info["chapters"]] == [("1/16000", m.start) for m in MARKS]
+    assert info["format"]["tags"]["artist"] == "Ada Author"
+    assert _cover_bytes(out) == COVER.data
+    assert _decoded(out) == _decoded(streamed)  # the audio was copied, not re-encoded
+
+
+def test_add_chapters_refuses_to_copy_across_codecs(tmp_path: Path) -> None:
+    (tmp_path / "a.mp3").write_bytes(b"")
+    with pytest.raises(OutputError):
+        add_chapters(tmp_path / "a.mp3", tmp_path / "b.m4b", MARKS, sample_rate=16000, frames=80000)
