@@ -265,8 +265,9 @@ def test_non_utf8_chapter_without_declaration(tmp_path: Path) -> None:
     assert "not valid utf-8" in msg and "c.xhtml" in msg
 
 
-def test_unknown_declared_encoding(tmp_path: Path) -> None:
-    doc = chapter("One", "Text.").replace('encoding="utf-8"', 'encoding="x-no-such-codec"')
+@pytest.mark.parametrize("encoding", ["x-no-such-codec", "zlib", "base64"])
+def test_unknown_or_non_text_declared_encoding(tmp_path: Path, encoding: str) -> None:
+    doc = chapter("One", "Text.").replace('encoding="utf-8"', f'encoding="{encoding}"')
     _refused(write(tmp_path / "b.epub", members(3, chapters=[("c.xhtml", doc)])), BookProblem.ENCODING)
 
 

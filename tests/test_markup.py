@@ -127,3 +127,10 @@ def test_html_without_end_tags_keeps_its_blocks(tmp_path: Path) -> None:
 def test_markdown_tables_read_row_by_row(tmp_path: Path) -> None:
     (tmp_path / "t.md").write_text("# Prices\n\n| fruit | price |\n| --- | --- |\n| apple | 3 |\n| pear | 4 |\n")
     assert read_book(tmp_path / "t.md").chapters[0].text == "Prices\n\nfruit price\n\napple 3\n\npear 4"
+
+
+def test_bom_then_invalid_utf8_refused(tmp_path: Path) -> None:
+    (tmp_path / "b.html").write_bytes(b"\xef\xbb\xbf<html><body><p>caf\xe9</p></body></html>")
+    with pytest.raises(BookError) as e:
+        read_book(tmp_path / "b.html")
+    assert e.value.problem is BookProblem.ENCODING and "byte offset" in str(e.value)

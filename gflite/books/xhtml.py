@@ -77,6 +77,7 @@ def decode(data: bytes, *, name: str) -> str:
     """Text of an (X)HTML document: BOM, else the XML declaration's encoding, else a
     ``<meta charset>``, else UTF-8. Bytes invalid in that encoding are an error,
     never guessed at."""
+    declared = True  # a BOM declares its encoding too
     if data.startswith(codecs.BOM_UTF8):
         data, encoding = data[3:], "utf-8"
     elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -91,11 +92,12 @@ def decode(data: bytes, *, name: str) -> str:
             raise BookError(f"{name} declares an unknown encoding {encoding!r}", BookProblem.ENCODING) from None
     try:
         text = data.decode(encoding)
-    except UnicodeDecodeError as e:
+    except LookupError:  # a codec that is not a text encoding ("zlib", "base64")
+        raise BookError(f"{name} declares {encoding!r}, which is not a text encoding", BookProblem.ENCODING) from None
+    except (UnicodeDecodeError, UnicodeError) as e:
         how = "" if encoding != "utf-8" or declared else " and declares no other encoding"
-        raise BookError(
-            f"{name} is not valid {encoding} (byte offset {e.start}){how}", BookProblem.ENCODING
-        ) from None
+        where = f" (byte offset {e.start})" if isinstance(e, UnicodeDecodeError) else ""
+        raise BookError(f"{name} is not valid {encoding}{where}{how}", BookProblem.ENCODING) from None
     if "\0" in text:
         raise BookError(f"{name} contains NUL characters: not a text document", BookProblem.ENCODING)
     return text
