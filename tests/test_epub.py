@@ -271,6 +271,12 @@ def test_unknown_or_non_text_declared_encoding(tmp_path: Path, encoding: str) ->
     _refused(write(tmp_path / "b.epub", members(3, chapters=[("c.xhtml", doc)])), BookProblem.ENCODING)
 
 
+def test_unknown_encoding_in_the_ncx(tmp_path: Path) -> None:
+    files = members(2)
+    files["OEBPS/toc.ncx"] = files["OEBPS/toc.ncx"].replace(b'encoding="UTF-8"', b'encoding="UT8"')
+    _refused(write(tmp_path / "b.epub", files), BookProblem.ENCODING)
+
+
 def test_drm_encrypted_content(tmp_path: Path) -> None:
     files = members(3)
     files["META-INF/encryption.xml"] = _encryption("OEBPS/ch1.xhtml", "http://www.w3.org/2001/04/xmlenc#aes128-cbc")
@@ -318,3 +324,39 @@ def _patch_declared_size(path: Path, member: str, size: int) -> None:
             break
         pos += 4
     path.write_bytes(bytes(data))
+
+
+def test_misnested_nav_is_read(tmp_path: Path) -> None:
+    files = members(3)
+    nav = files["OEBPS/nav.xhtml"].decode().replace("Chapter 3</a></li></ol></nav>", "Chapter 3</li></ol></nav></a>")
+    files["OEBPS/nav.xhtml"] = nav.encode()
+    assert [c.title for c in read_book(write(tmp_path / "b.epub", files)).chapters] == ["Chapter 1", "Chapter 2", "Chapter 3"]
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_mangled_books_fail_only_with_input_errors(tmp_path: Path, version: int) -> None:
+    """Random damage to the XML of a good book (fixed seed): a clean error or a book, never a traceback."""
+    import random
+
+    rnd = random.Random(version)
+    base = members(version, cover=tiny_png())
+    names = [n for n in base if n.endswith((".xml", ".opf", ".ncx", ".xhtml"))]
+    for _ in range(150):
+        files = dict(base)
+        name = rnd.choice(names)
+        data = bytearray(files[name])
+        for _ in range(rnd.randint(1, 6)):
+            i = rnd.randrange(len(data))
+            op = rnd.random()
+            if op < 0.4:
+                data[i] = rnd.choice(b"<>/&;\"'=#?![]- \x00\xff\xc3abc:")
+            elif op < 0.7:
+                del data[i : i + rnd.randint(1, 20)]
+            else:
+                j = rnd.randrange(len(data))
+                data[i:i] = data[j : j + rnd.randint(1, 30)]
+        files[name] = bytes(data)
+        try:
+            read_book(write(tmp_path / "m.epub", files))
+        except InputError as e:
+            assert str(e) and "\n" not in str(e)

@@ -73,7 +73,7 @@ class _NavParser(HTMLParser):
         self.links: list[tuple[str, str, str, str]] = []  # (nav type, href, epub:type, text)
         self._navs: list[str] = []
         self._depth: list[int] = []
-        self._a: tuple[str, str] | None = None
+        self._a: tuple[str, str, str] | None = None  # (nav type, href, epub:type) of an open <a>
         self._text: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -83,14 +83,15 @@ class _NavParser(HTMLParser):
             kind = "toc" if {"toc", "doc-toc"} & set(kinds) else "landmarks" if "landmarks" in kinds else "other"
             self._navs.append(kind)
         elif tag == "a" and self._navs and a.get("href"):
-            self._a = (a["href"], a.get("epub:type", "").lower().split()[0] if a.get("epub:type") else "")
+            kinds = a.get("epub:type", "").lower().split()
+            self._a = (self._navs[-1], a["href"], kinds[0] if kinds else "")
             self._text = []
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "nav" and self._navs:
             self._navs.pop()
         elif tag == "a" and self._a is not None:
-            self.links.append((self._navs[-1], self._a[0], self._a[1], " ".join("".join(self._text).split())))
+            self.links.append((*self._a, " ".join("".join(self._text).split())))
             self._a = None
 
     def handle_data(self, data: str) -> None:

@@ -19,6 +19,8 @@ def parse(data: bytes, *, name: str) -> Element:
         raise BookError(f"{name} declares XML entities (refused: {type(e).__name__})", BookProblem.ENTITIES) from None
     except DefusedXmlException as e:
         raise BookError(f"{name}: refused XML ({type(e).__name__})", BookProblem.ENTITIES) from None
+    except LookupError as e:  # expat meets an encoding declaration it does not know
+        raise BookError(f"{name}: {e}", BookProblem.ENCODING) from None
     except ParseError as e:
         raise BookError(f"{name} is not well-formed XML: {e}", BookProblem.MALFORMED) from None
 
