@@ -44,7 +44,8 @@ class BookError(InputError):
     """A book that cannot be read safely; ``problem`` says what kind of trouble."""
 
     def __init__(self, message: str, problem: BookProblem) -> None:
-        super().__init__(message)
+        # Names in the message come from the book: keep it one printable line.
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
         self.problem = problem
 
 

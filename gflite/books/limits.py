@@ -8,6 +8,7 @@ a bounded read that stops one byte past the cap.
 from __future__ import annotations
 
 import posixpath
+import struct
 import zipfile
 import zlib
 from pathlib import Path
@@ -73,8 +74,8 @@ class SafeZip:
             raise InputError(f"input is a directory, not a book: {path}") from None
         except OSError as e:
             raise InputError(f"cannot read input {path}: {e.strerror or e}") from None
-        except (zipfile.BadZipFile, ValueError, EOFError):
-            raise BookError(f"{self.name} is not an EPUB (not a zip archive)", BookProblem.NOT_A_BOOK) from None
+        except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, struct.error):
+            raise BookError(f"{self.name} is not an EPUB (not a readable zip archive)", BookProblem.NOT_A_BOOK) from None
         infos = self._zip.infolist()
         if len(infos) > MAX_MEMBERS:
             raise BookError(f"{self.name} has {len(infos)} members (at most {MAX_MEMBERS})", BookProblem.TOO_LARGE)
@@ -120,7 +121,8 @@ class SafeZip:
                             f"{self.name}: {member} inflates over {MAX_RATIO}:1 (a zip bomb?)",
                             BookProblem.ZIP_BOMB,
                         )
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as e:
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, struct.error, OSError) as e:
+            # OSError: a corrupt directory's offsets make zipfile seek before the file's start.
             raise BookError(f"{self.name}: cannot unpack {member}: {e}", BookProblem.MALFORMED) from None
         except RuntimeError as e:  # zipfile's "File is encrypted, password required"
             raise BookError(f"{self.name}: cannot unpack {member}: {e}", BookProblem.DRM) from None
