@@ -114,6 +114,14 @@ def test_split_chapters_one_numbered_tagged_file_each(tmp_path: Path) -> None:
         assert not info.get("chapters")
 
 
+def test_split_chapters_as_mp3(tmp_path: Path) -> None:
+    paths = split_chapters(_wav(tmp_path / "in.wav"), tmp_path, MARKS, TAGS, kind="mp3")
+    assert [p.suffix for p in paths] == [".mp3"] * 3
+    tags = [_probe(p)["format"]["tags"] for p in paths]
+    assert [(t["title"], t["track"], t["album"]) for t in tags] == [(m.title, f"{i}/3", "The Test Book") for i, m in enumerate(MARKS, 1)]
+    assert all(_cover_bytes(p) == COVER.data for p in paths)
+
+
 def test_wav_with_unknown_sizes_is_read_to_the_end(tmp_path: Path) -> None:
     wav = _wav(tmp_path / "in.wav", unknown_size=True)
     assert read_wav_header(wav).frames == 80000

@@ -1,12 +1,12 @@
 """What a book is once read: metadata and chapters of plain text, in reading order."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class Cover:
-    data: bytes
+    data: bytes = field(repr=False)
     media_type: str  # "image/jpeg" or "image/png"
 
     @property
