@@ -109,9 +109,9 @@ _ENTITY_DECL = re.compile(r"<!ENTITY", re.I)
 def parse(html: str, *, name: str, skip: frozenset[str] = frozenset()) -> Document:
     """Blocks of ``html`` in document order; elements whose epub:type or role is in
     ``skip`` are left out, with everything inside them."""
-    root = html.find("<html")
-    prolog = html[: root if root >= 0 else len(html)]
-    if _ENTITY_DECL.search(prolog):
+    # html.parser would not expand them, but a document declaring entities is
+    # built to attack XML parsers: refuse it, wherever the declaration hides.
+    if _ENTITY_DECL.search(html):
         raise BookError(f"{name} declares XML entities (refused: entity expansion)", BookProblem.ENTITIES)
     parser = _Extractor(skip)
     try:
