@@ -5,6 +5,8 @@ Library code raises these; only the ``cli`` modules turn them into
 """
 from __future__ import annotations
 
+from enum import Enum
+
 
 class GfliteError(Exception):
     """Root of every error gflite and gwasm report to a user."""
@@ -22,6 +24,29 @@ class InputError(GfliteError):
     """Unreadable, missing, empty or binary input text; unknown voice."""
 
     exit_code = 3
+
+
+class BookProblem(Enum):
+    """What is wrong with a book (EPUB, Markdown, HTML) that cannot be read."""
+
+    NOT_A_BOOK = "not a book"  # not a zip, no container.xml, unknown file type
+    MISSING = "missing part"  # OPF, spine item or manifest entry absent
+    MALFORMED = "malformed"  # XML that does not parse, a spine that says nothing
+    UNSAFE_PATH = "unsafe path"  # member names with ../ or absolute paths
+    ZIP_BOMB = "zip bomb"  # decompressed size or ratio over the caps
+    ENTITIES = "entities"  # DTD entity declarations (billion laughs) or external entities
+    ENCODING = "encoding"  # text that is not valid in its declared (or default UTF-8) encoding
+    DRM = "drm"  # encrypted content (META-INF/encryption.xml)
+    TOO_LARGE = "too large"  # too many members, chapters or characters
+
+
+class BookError(InputError):
+    """A book that cannot be read safely; ``problem`` says what kind of trouble."""
+
+    def __init__(self, message: str, problem: BookProblem) -> None:
+        # Names in the message come from the book: keep it one printable line.
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
+        self.problem = problem
 
 
 class TaskFileError(GfliteError):
