@@ -107,6 +107,10 @@ def split(
     breaks = _utterance_breaks(text)
     if not breaks:
         return _chunks(text, [])
+    if subtasks:
+        # There are never more chunks than places to cut plus one: clamp before any
+        # loop runs to N (--subtasks 99999999999999999999 would spin for hours).
+        subtasks = min(subtasks, len(breaks) + 1)
     size = n / subtasks if subtasks else target_chars
     candidates = _candidates(text, breaks, max_gap=2 * size)
     if subtasks:
