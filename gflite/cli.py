@@ -211,7 +211,7 @@ def _run(args: SimpleNamespace) -> None:
     text, file, output, voice = args.text, args.file, args.output, args.voice
     positional, quiet, verbose = args.positional, args.quiet, args.verbose
 
-    from gflite import pipeline, stitching, synth
+    from gflite import pipeline, synth
 
     if text is not None and file is not None:
         raise UsageError("give -t TEXT or -f FILE, not both")
@@ -238,6 +238,10 @@ def _run(args: SimpleNamespace) -> None:
     output = output or "play"
     if output == pipeline.STDOUT and sys.stdout.isatty():
         raise OutputError("refusing to write WAV audio to a terminal: redirect it (-o - > out.wav) or give -o FILE")
+    if (source.kind == "file" and output not in ("play", pipeline.STDOUT, pipeline.DISCARD)
+            and os.path.exists(output) and os.path.exists(source.value) and os.path.samefile(source.value, output)):
+        # flite would write WAV over its own input; a book is worth more than the convenience.
+        raise UsageError(f"the output {for_terminal(output)} is the input file: give another output name")
     if args.prints and output == pipeline.STDOUT:
         raise UsageError(f"{args.prints[0]} prints on stdout, where -o - writes WAV: give -o FILE or -o none")
 
@@ -265,8 +269,6 @@ def _run(args: SimpleNamespace) -> None:
     if verbose and args.voicedir is not None:
         _note(f"-voicedir {for_terminal(args.voicedir)}: no effect, as in flite: it is for clunit voices, "
               "and flite.wasm has none")
-    if not quiet and output not in ("play", pipeline.STDOUT, pipeline.DISCARD) and stitching.wav_by_default(output):
-        _note(f"writing {for_terminal(output)} as WAV, as flite does (.mp3, .ogg and .flac are encoded)")
     if args.bench:
         summary = _render(job, True, False)
         _print_benchmark(summary)
@@ -385,7 +387,7 @@ _completed = False
 
 def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[BinaryIO] = None) -> pipeline.Summary:
     global _completed
-    from gflite import pipeline
+    from gflite import pipeline, stitching
 
     show_bar = not quiet and sys.stderr.isatty()
     bar: Optional[_Bar] = None
@@ -394,6 +396,8 @@ def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[Bina
     def on_plan(plan: pipeline.Plan) -> None:
         nonlocal bar
         if not quiet:
+            if job.output not in (pipeline.STDOUT, pipeline.DISCARD) and stitching.wav_by_default(job.output):
+                _note(f"writing {for_terminal(job.output)} as WAV, as flite does (.mp3, .ogg and .flac are encoded)")
             for line in _text_notes(plan.text, for_terminal(name)):
                 _note(line)
             if plan.workers_asked is not None:
