@@ -364,7 +364,7 @@ def _text_notes(text: pipeline.Text, name: str) -> list[str]:
     if text.invalid_bytes:
         notes.append(f"{name} is UTF-8 with {_plural(text.invalid_bytes, 'invalid byte')}, skipped")
     if text.spelled:
-        said = [f"{for_terminal(ch)} as {word!r}" + (f" x{n}" if n > 1 else "") for ch, word, n in text.spelled]
+        said = [f"{for_terminal(repr(ch))} as {word!r}" + (f" x{n}" if n > 1 else "") for ch, word, n in text.spelled]
         notes.append(f"said {_some(said, len(said))}")
     if text.dropped:
         shown = [f"{for_terminal(repr(ch))} x{n}" for ch, n in text.dropped]
