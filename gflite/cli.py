@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, BinaryIO, List, Optional
 
 import typer
 
-from gflite import __version__
+from gflite import __version__, voices
 from gflite.cli_shared import for_terminal
 from gflite.errors import GfliteError, Interrupted, OutputError, ReaderGone, UsageError
 
@@ -113,7 +113,7 @@ def _command(
         help="Write audio here: .wav, .mp3, .ogg, .flac; - is WAV on stdout; none discards it; "
         "play (the default) plays it.",
     ),
-    voice: str = typer.Option("kal", "-voice", "--voice", metavar="NAME",
+    voice: str = typer.Option(voices.DEFAULT, "-voice", "--voice", metavar="NAME",
                               help="kal (default), kal16, awb, rms, slt (or flite's cmu_us_* names), "
                               "or a .flitevox file."),
     voicedir: Optional[str] = typer.Option(None, "-voicedir", metavar="DIR",
@@ -326,7 +326,7 @@ class _Bar:
 
     def _text(self, chunks: int, audio: float, eta: Optional[float]) -> str:
         left = "?" if eta is None else _clock(eta)
-        return (f"{chunks}/{self.plan.chunks} chunks, {audio:.0f} s audio, "
+        return (f"{chunks}/{self.plan.chunks} chunks, {_length(audio)} audio, "
                 f"{_clock(time.monotonic() - self.started)} elapsed, ETA {left}")
 
     def update(self, p: pipeline.Progress) -> None:

@@ -347,7 +347,7 @@ def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
     code, seen = _pty_run(args, tmp_path, stdout_tty=False)
     assert code == 0, seen
     text = seen.decode("utf-8", "replace")
-    assert "3/3 chunks" in text and re.search(r"\d+ s audio", text) and "ETA" in text, text
+    assert "3/3 chunks" in text and re.search(r"(\d+\.\d s|\d+:\d\d:\d\d) audio", text) and "ETA" in text, text
     assert "\r" in text  # redrawn in place
     assert "gflite: wrote out.wav" in text
 
