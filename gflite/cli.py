@@ -387,7 +387,7 @@ _completed = False
 
 def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[BinaryIO] = None) -> pipeline.Summary:
     global _completed
-    from gflite import pipeline, stitching
+    from gflite import outputs, pipeline, stitching
 
     show_bar = not quiet and sys.stderr.isatty()
     bar: Optional[_Bar] = None
@@ -396,7 +396,8 @@ def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[Bina
     def on_plan(plan: pipeline.Plan) -> None:
         nonlocal bar
         if not quiet:
-            if job.output not in (pipeline.STDOUT, pipeline.DISCARD) and stitching.wav_by_default(job.output):
+            if (job.output not in (pipeline.STDOUT, pipeline.DISCARD) and stitching.wav_by_default(job.output)
+                    and not outputs.resolve(job.output).stream):  # /dev/null, a FIFO: no file name to mislead
                 _note(f"writing {for_terminal(job.output)} as WAV, as flite does (.mp3, .ogg and .flac are encoded)")
             for line in _text_notes(plan.text, for_terminal(name)):
                 _note(line)

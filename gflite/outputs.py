@@ -36,16 +36,23 @@ class Target:
     stream: bool  # a FIFO or character device: open and write, never replace
 
 
+# A process's own file descriptors by name: whatever they are (a pipe, a terminal,
+# a file the shell opened), they are written into as flite does, never replaced.
+_OWN_FDS = ("/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/self/fd/")
+
+
 def resolve(name: str) -> Target:
     """Follow symlinks and classify ``name``; a missing target is a new regular file."""
-    path = Path(name)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
+    if name.startswith(_OWN_FDS):
+        return Target(name, Path(name), stream=True)
     try:
-        mode = os.stat(path).st_mode
+        mode = os.stat(name).st_mode  # through any symlinks
     except OSError:
-        return Target(name, path, stream=False)
-    return Target(name, path, stream=stat.S_ISFIFO(mode) or stat.S_ISCHR(mode))
+        mode = 0
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        return Target(name, Path(name), stream=True)  # opened by its own name, as flite does
+    path = Path(name)
+    return Target(name, Path(os.path.realpath(path)) if path.is_symlink() else path, stream=False)
 
 
 def part_pattern(target: Path) -> re.Pattern[str]:

@@ -506,6 +506,17 @@ def test_fifo_output_is_streamed_into(tmp_path: Path) -> None:
     assert pcm(got)[1] == native(tmp_path, "-voice", "kal16", "-t", HELLO)[1]
 
 
+def test_dev_stdout_is_written_into_as_flite_does(tmp_path: Path) -> None:
+    """The shell's redirect is written into (and its sizes patched), not replaced."""
+    with open(tmp_path / "out.wav", "wb") as out:
+        r = subprocess.run(GFLITE + ["-q", "-t", HELLO, "-o", "/dev/stdout"], stdout=out, stderr=subprocess.PIPE,
+                           timeout=120)
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+    subprocess.run([FLITE, "-t", HELLO, "-o", str(tmp_path / "native.wav")], check=True)
+    assert (tmp_path / "out.wav").read_bytes() == (tmp_path / "native.wav").read_bytes()
+    assert Path("/dev/stdout").is_symlink()
+
+
 def test_symlinked_output_is_written_through(capsys, tmp_path: Path) -> None:
     (tmp_path / "store").mkdir()
     link = tmp_path / "out.wav"
