@@ -631,3 +631,13 @@ def test_long_audio_is_given_as_h_mm_ss(capsys, tmp_path: Path) -> None:
     seconds = int(len(samples) / 2 / rate + 0.5)
     assert seconds > 60
     assert f": 0:{seconds // 60:02d}:{seconds % 60:02d} of audio," in err, err
+
+
+def test_kal_file_differs_from_flite_only_by_flites_byte_rate_bug(capsys, tmp_path: Path, book: Path) -> None:
+    """What README says: native kal, appending utterances, leaves its header's byte
+    rate (bytes 28-31) at 32000 for 8 kHz audio; gflite writes the right 16000."""
+    ok(capsys, str(book), str(tmp_path / "ours.wav"))
+    subprocess.run([FLITE, "-f", str(book), "-o", str(tmp_path / "flite.wav")], check=True)
+    ours, theirs = (tmp_path / "ours.wav").read_bytes(), (tmp_path / "flite.wav").read_bytes()
+    assert ours[:28] == theirs[:28] and ours[32:] == theirs[32:]
+    assert (int.from_bytes(ours[28:32], "little"), int.from_bytes(theirs[28:32], "little")) == (16000, 32000)
