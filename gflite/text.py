@@ -147,9 +147,11 @@ def _mostly_utf8(data: bytes) -> str | None:
     text = data.decode("utf-8", errors="surrogateescape")
     found = Counter(_NON_ASCII.findall(text))
     bad = sum(n for c, n in found.items() if "\udc80" <= c <= "\udcff")
-    # Only characters flite can say count for UTF-8: cp1252 bytes that happen to
-    # form a valid sequence make CJK or other scripts (e.g. "\xe9\x94\x97", "é”—").
-    good = sum(n for c, n in found.items() if c in _ASCII_FOR or (c >= "\x80" and _ascii_for(c)))
+    # Characters flite can say count for UTF-8, and 4-byte ones (emoji); cp1252
+    # bytes that happen to form a valid sequence make CJK or other scripts (e.g.
+    # "\xe9\x94\x97", "é”—"), which are not evidence.
+    good = sum(n for c, n in found.items()
+               if c in _ASCII_FOR or c >= "\U00010000" or (c >= "\x80" and _ascii_for(c)))
     if good == 0:
         return None  # ASCII and stray high bytes: a single-byte encoding
     return text if bad <= _STRAY_PER_VALID * good else None

@@ -58,6 +58,8 @@ def test_a_few_stray_bytes_do_not_make_utf8_cp1252() -> None:
     assert (t.invalid_bytes, t.dropped) == (3, ())
     # ...while cp1252 whose bytes happen to form one valid sequence (a CJK character) stays cp1252.
     assert decode(b"\x93Caf\xe9\x94\x97she said\x85 \x93Oui\x94.\r\n").encoding == "cp1252"
+    # An emoji (which flite cannot say) is still evidence of UTF-8.
+    assert decode("Hi \U0001f600!".encode() + b" \xff\n").encoding == "utf-8"
 
 
 def test_symbols_said_as_words_are_reported() -> None:
