@@ -438,7 +438,7 @@ def _child_named(pid: int, name: str) -> Optional[int]:
     return None
 
 
-def test_killed_encoder_is_an_output_error(tmp_path: Path) -> None:
+def test_killed_encoder_is_an_output_error(tmp_path: Path, fresh_cache: Path) -> None:
     """ffmpeg killed mid-encode: exit 9 saying so (was: exit 0, silent, no file)."""
     (tmp_path / "book.txt").write_text(LONG[:6000])
     proc = subprocess.Popen(GFLITE + ["-voice", "slt", "-j1", "book.txt", "book.mp3"], cwd=tmp_path,
@@ -525,7 +525,7 @@ def test_symlinked_output_is_written_through(capsys, tmp_path: Path) -> None:
     assert link.is_symlink() and pcm(tmp_path / "store" / "real.wav") == native(tmp_path, "-voice", "kal16", "-t", HELLO)
 
 
-def test_stale_parts_are_cleaned_up(tmp_path: Path) -> None:
+def test_stale_parts_are_cleaned_up(tmp_path: Path, fresh_cache: Path) -> None:
     """A run killed with kill -9 leaves its .NAME.xxxx.part; the next run of the same output removes it."""
     (tmp_path / "book.txt").write_text(LONG[:3000])
     args = ["-voice", "slt", "-j1", "book.txt", "book.wav"]
