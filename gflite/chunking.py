@@ -44,24 +44,8 @@ _LOWER = "abcdefghijklmnopqrstuvwxyz"
 _WORD = re.compile(r"[^ \t\n\r]+")
 _MAX_UTT_TOKENS = 500  # flite breaks when an utterance already holds more than this
 
-# Native flite 2.2 CPU seconds per 1000 characters of English prose, measured on
-# this project's reference machine. _WASM_SLOWDOWN was flite.wasm's cost when the
-# sizes were tuned; wasm_bin/patches/ have since made it 0.6-0.9x native, so a
-# subtask is now about 0.75-1.1 s of CPU. Kept: chunks twice as big measured the same
-# (slt -j2, 20k characters, 21 vs 30 chunks, within noise), and unchanged sizes
-# keep the cuts, hence cached chunks and slt's noise-dependent audio, as they were.
-VOICE_SECONDS_PER_KCHAR: dict[str, float] = {
-    "kal": 0.12,
-    "kal16": 0.04,
-    "awb": 0.9,
-    "rms": 1.0,
-    "slt": 0.9,
-}
-_WASM_SLOWDOWN = 2.0
-_SUBTASK_SECONDS = 2.5  # aim: 1-5 s of CPU per subtask
+# split()'s default; gflite sizes chunks by voice (voices.chunk_chars).
 DEFAULT_TARGET_CHARS = 2000
-MIN_TARGET_CHARS = 1000
-MAX_TARGET_CHARS = 20000
 # The first chunk is this much smaller than the target (and the next ones grow
 # by doubling), so streamed output (-o -) starts after a short synthesis.
 FIRST_CHUNK_DIVISOR = 8
@@ -98,13 +82,6 @@ class Chunk:
         return self.text.encode("utf-8")
 
 
-def target_chars_for(voice: str) -> int:
-    """Default chunk size for a voice: 2.5 s of CPU per subtask at the cost in _WASM_SLOWDOWN."""
-    cost = VOICE_SECONDS_PER_KCHAR.get(voice, max(VOICE_SECONDS_PER_KCHAR.values()))
-    chars = int(_SUBTASK_SECONDS / (_WASM_SLOWDOWN * cost) * 1000)
-    return max(MIN_TARGET_CHARS, min(MAX_TARGET_CHARS, chars // 100 * 100))
-
-
 def split(
     text: str,
     *,
@@ -130,6 +107,10 @@ def split(
     breaks = _utterance_breaks(text)
     if not breaks:
         return _chunks(text, [])
+    if subtasks:
+        # There are never more chunks than places to cut plus one: clamp before any
+        # loop runs to N (--subtasks 99999999999999999999 would spin for hours).
+        subtasks = min(subtasks, len(breaks) + 1)
     size = n / subtasks if subtasks else target_chars
     candidates = _candidates(text, breaks, max_gap=2 * size)
     if subtasks:

@@ -2,11 +2,13 @@
 
 Existing flite commands keep working with a ``g`` in front: ``-f``, ``-t``,
 ``-o``, ``-voice``, ``-lv``, ``--setf``/``--seti``/``--sets``/``-s``, ``-ssml``,
-``-v``, ``--version``, and flite's positional ``TEXT_OR_FILE [OUTFILE]`` (a
-file if one exists by that name, else text to say). This module turns flags
-into a frozen :class:`gflite.pipeline.Job`, draws progress on stderr, and
-chooses exit codes (listed in README.md). stdout carries only what was asked
-for: WAV with ``-o -``, or the ``-lv``/``--version`` listings.
+``-v``, ``--version``, ``-pw``/``-ps``/``-psdur``/``-pr``, ``-add_lex``,
+``-voicedir``, ``-b``, and flite's positional ``TEXT_OR_FILE [OUTFILE]`` (a
+file if one exists by that name, else text to say); flite's ``-p``, ``-l`` and
+``-voicedump`` are refused by name. This module turns flags into a frozen
+:class:`gflite.pipeline.Job`, draws progress on stderr, and chooses exit codes
+(listed in README.md). stdout carries only what was asked for: WAV with ``-o
+-``, flite's printouts, or the ``-lv``/``--version``/``-b`` listings.
 
 Exit codes: 0 ok · 1 other error · 2 bad usage · 3 bad input text or voice ·
 5 a chunk failed or the job timed out · 6 providers disagreed · 7 bid/budget ·
@@ -19,6 +21,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -27,8 +30,9 @@ from typing import TYPE_CHECKING, BinaryIO, List, Optional
 
 import typer
 
-from gflite import __version__
-from gflite.errors import GfliteError, Interrupted, OutputError, UsageError
+from gflite import __version__, voices
+from gflite.cli_shared import for_terminal
+from gflite.errors import GfliteError, Interrupted, OutputError, ReaderGone, UsageError
 
 if TYPE_CHECKING:
     from gflite import pipeline
@@ -66,15 +70,26 @@ def _duration(value: Optional[str], flag: str) -> Optional[float]:
     return seconds
 
 
-EPILOG = """exit codes: 0 ok, 1 other error, 2 bad usage, 3 bad input text or voice,
+# click rewraps help paragraphs unless they start with a \b line.
+EPILOG = """\b
+exit codes: 0 ok, 1 other error, 2 bad usage, 3 bad input text or voice,
   5 a chunk failed or the job timed out, 6 providers disagreed, 7 bid or budget,
   8 cluster, 9 output, 130 interrupted (finished chunks are cached: rerun to resume)
 
+\b
+cache: finished chunks are kept in $GFLITE_CACHE_DIR (default ~/.cache/gflite),
+  so a rerun resumes and an edited book re-synthesises only the chunks it changed.
+
+\b
 examples:
   gflite book.txt book.mp3                   flite's positional form
   gflite -voice slt -f book.txt -o book.wav  flite's flags
   gflite book.txt -o - | aplay               starts playing after the first chunk
 """
+# flite's flags gflite does not take, refused by name (not as "No such option").
+UNSUPPORTED = {"-p": "PHONES", "-voicedump": "FILENAME", "-l": None}
+# flite's -b speaks this sentence (flite_main.c) and reports the speed.
+BENCHMARK_TEXT = "A whole joy was reaping, but they've gone south, you should fetch azure mike."
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -98,8 +113,22 @@ def _command(
         help="Write audio here: .wav, .mp3, .ogg, .flac; - is WAV on stdout; none discards it; "
         "play (the default) plays it.",
     ),
-    voice: str = typer.Option("kal", "-voice", "--voice", metavar="NAME",
-                              help="kal (default), kal16, awb, rms, slt, or a .flitevox file."),
+    voice: str = typer.Option(voices.DEFAULT, "-voice", "--voice", metavar="NAME",
+                              help="kal (default), kal16, awb, rms, slt (or flite's cmu_us_* names), "
+                              "or a .flitevox file."),
+    voicedir: Optional[str] = typer.Option(None, "-voicedir", metavar="DIR",
+                                           help="As flite: where clunit voices live (flite.wasm has none)."),
+    add_lex: Optional[str] = typer.Option(None, "-add_lex", metavar="FILE",
+                                          help="Add flite lexicon entries ('word : phones' lines) from FILE."),
+    pw: bool = typer.Option(False, "-pw", help="Print the words of each utterance on stdout, as flite."),
+    ps: bool = typer.Option(False, "-ps", help="Print the segments, as flite."),
+    psdur: bool = typer.Option(False, "-psdur", help="Print the segments and their end times, as flite."),
+    pr: Optional[str] = typer.Option(None, "-pr", metavar="REL", help="Print relation REL, as flite."),
+    bench: bool = typer.Option(False, "-b", help="Benchmark mode, as flite: say flite's test sentence, "
+                               "print the speed."),
+    phones: Optional[str] = typer.Option(None, "-p", hidden=True),
+    loop: bool = typer.Option(False, "-l", hidden=True),
+    voicedump: Optional[str] = typer.Option(None, "-voicedump", hidden=True),
     list_voices: bool = typer.Option(False, "-lv", help="List the voices and exit."),
     setf: List[str] = typer.Option([], "--setf", metavar="F=V", help="Set a float feature."),
     seti: List[str] = typer.Option([], "--seti", metavar="F=V", help="Set an int feature."),
@@ -113,8 +142,9 @@ def _command(
                                           help="Local worker processes (default: all cores)."),
     timeout: Optional[str] = typer.Option(None, "--timeout", metavar="T",
                                           help="For the whole job, in seconds or HH:MM:SS."),
-    subtask_timeout: str = typer.Option("600", "--subtask-timeout", metavar="T",
-                                        help="For each chunk, in seconds or HH:MM:SS."),
+    subtask_timeout: Optional[str] = typer.Option(
+        None, "--subtask-timeout", metavar="T",
+        help="For each chunk, in seconds or HH:MM:SS (default: 20x its expected CPU time, at least 30 s)."),
     cluster: Optional[str] = typer.Option(None, "--cluster", envvar="GFLITE_CLUSTER", metavar="ADDRESS",
                                           help="Run on a Dask scheduler, tcp://host:8786 or tls://..."),
     redundancy: int = typer.Option(1, "--redundancy", min=1, metavar="K",
@@ -135,6 +165,12 @@ def _command(
     for name, value in (("--bid", bid), ("--budget", budget)):
         if value is not None and not math.isfinite(value):
             raise UsageError(f"{name} must be a finite number, not {value}")
+    for flag, given in (("-p", phones is not None), ("-l", loop), ("-voicedump", voicedump is not None)):
+        if given:
+            raise UsageError(f"{flag} is not supported by gflite (use flite itself for it)")
+    prints: list[str] = [flag for flag, on in (("-pw", pw), ("-ps", ps), ("-psdur", psdur)) if on]
+    if pr is not None:
+        prints += ["-pr", pr]
     try:
         _run(SimpleNamespace(
             positional=positional, version=version, text=text, file=file, output=output, voice=voice,
@@ -142,7 +178,8 @@ def _command(
             verbose=verbose, subtasks=subtasks, workers=workers, timeout=timeout,
             subtask_timeout=subtask_timeout, cluster=cluster or None, redundancy=redundancy, bid=bid,
             budget=budget, quiet=quiet, audit=audit, no_cache=no_cache, cache_info=cache_info,
-            cache_clear=cache_clear,
+            cache_clear=cache_clear, prints=tuple(prints), add_lex=add_lex, voicedir=voicedir,
+            bench=bench,
         ))
     except (KeyboardInterrupt, BrokenPipeError) as exc:
         # typer would turn these into exit codes of its own (130 returned, or 1
@@ -195,6 +232,9 @@ def _run(args: SimpleNamespace) -> None:
     if text is not None and file is not None:
         raise UsageError("give -t TEXT or -f FILE, not both")
     pos = list(positional or [])
+    if args.bench:
+        # As flite: -b says its own sentence, writes nothing and reports the speed.
+        text, file, output, pos = BENCHMARK_TEXT, None, pipeline.DISCARD, []
     if text is not None:
         source = pipeline.Source("text", text)
     elif file is not None:
@@ -214,6 +254,12 @@ def _run(args: SimpleNamespace) -> None:
     output = output or "play"
     if output == pipeline.STDOUT and sys.stdout.isatty():
         raise OutputError("refusing to write WAV audio to a terminal: redirect it (-o - > out.wav) or give -o FILE")
+    if (source.kind == "file" and output not in ("play", pipeline.STDOUT, pipeline.DISCARD)
+            and os.path.exists(output) and os.path.exists(source.value) and os.path.samefile(source.value, output)):
+        # flite would write WAV over its own input; a book is worth more than the convenience.
+        raise UsageError(f"the output {for_terminal(output)} is the input file: give another output name")
+    if args.prints and output == pipeline.STDOUT:
+        raise UsageError(f"{args.prints[0]} prints on stdout, where -o - writes WAV: give -o FILE or -o none")
 
     features = tuple(
         synth.parse_feature(flag, fv)
@@ -223,7 +269,10 @@ def _run(args: SimpleNamespace) -> None:
     job = pipeline.Job(
         source=source,
         output=pipeline.STDOUT if output == "play" else output,
-        options=synth.SynthOptions(voice=synth.resolve_voice(voice), features=features, ssml=args.ssml),
+        options=synth.SynthOptions(
+            voice=synth.resolve_voice(voice), features=features, ssml=args.ssml, prints=args.prints,
+            lex_addenda=synth.read_lex_addenda(args.add_lex) if args.add_lex is not None else None,
+        ),
         subtasks=args.subtasks,
         workers=args.workers,
         cluster=args.cluster,
@@ -231,14 +280,27 @@ def _run(args: SimpleNamespace) -> None:
         bid=args.bid,
         budget=args.budget,
         timeout=_duration(args.timeout, "--timeout"),
-        subtask_timeout=_duration(args.subtask_timeout, "--subtask-timeout") or 600.0,
+        subtask_timeout=_duration(args.subtask_timeout, "--subtask-timeout"),
         audit=args.audit,
         use_cache=not args.no_cache,
     )
-    if output == "play":
+    if verbose and args.voicedir is not None:
+        _note(f"-voicedir {for_terminal(args.voicedir)}: no effect, as in flite: it is for clunit voices, "
+              "and flite.wasm has none")
+    if args.bench:
+        summary = _render(job, True, False)
+        _print_benchmark(summary)
+    elif output == "play":
         _play(job, quiet, verbose)
     else:
         _render(job, quiet, verbose)
+
+
+def _print_benchmark(summary: pipeline.Summary) -> None:
+    """flite -b's two lines (flite_main.c's format), for the whole gflite run."""
+    took = max(summary.elapsed, 1e-6)
+    sys.stdout.write(f"times faster than real-time: {summary.audio_seconds / took:f}\n"
+                     f"({summary.audio_seconds:f} seconds of speech synthesized in {took:f})\n")
 
 
 def _positional_source(first: str) -> pipeline.Source:
@@ -282,7 +344,7 @@ class _Bar:
 
     def _text(self, chunks: int, audio: float, eta: Optional[float]) -> str:
         left = "?" if eta is None else _clock(eta)
-        return (f"{chunks}/{self.plan.chunks} chunks, {audio:.0f} s audio, "
+        return (f"{chunks}/{self.plan.chunks} chunks, {_length(audio)} audio, "
                 f"{_clock(time.monotonic() - self.started)} elapsed, ETA {left}")
 
     def update(self, p: pipeline.Progress) -> None:
@@ -308,20 +370,61 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[BinaryIO] = None) -> None:
-    from gflite import pipeline
+def _some(items: list[str], total: int, shown: int = 5) -> str:
+    """Up to ``shown`` items, then "and N more"."""
+    more = total - min(len(items), shown)
+    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def _text_notes(text: pipeline.Text, name: str) -> list[str]:
+    """What normalising the input did that a listener would notice."""
+    notes = []
+    if text.invalid_bytes:
+        notes.append(f"{name} is UTF-8 with {_plural(text.invalid_bytes, 'invalid byte')}, skipped")
+    if text.spelled:
+        said = [f"{for_terminal(repr(ch))} as {word!r}" + (f" x{n}" if n > 1 else "") for ch, word, n in text.spelled]
+        notes.append(f"said {_some(said, len(said))}")
+    if text.dropped:
+        shown = [f"{for_terminal(repr(ch))} x{n}" for ch, n in text.dropped]
+        notes.append(f"dropped {_plural(text.dropped_count, 'character')} flite cannot say: "
+                     f"{_some(shown, len(shown))}")
+    return notes
+
+
+def _length(seconds: float) -> str:
+    """Seconds under a minute ("42.3 s"), else h:mm:ss."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    s = int(seconds + 0.5)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+# Set once the output is complete: a Ctrl-C after that does not make the run a failure.
+_completed = False
+
+
+def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[BinaryIO] = None) -> pipeline.Summary:
+    global _completed
+    from gflite import outputs, pipeline, stitching
 
     show_bar = not quiet and sys.stderr.isatty()
     bar: Optional[_Bar] = None
+    name = {"file": job.source.value, "stdin": "stdin", "text": "the text"}[job.source.kind]
 
     def on_plan(plan: pipeline.Plan) -> None:
         nonlocal bar
-        if plan.text.dropped and not quiet:
-            shown = ", ".join(f"{ch!r} x{n}" for ch, n in plan.text.dropped[:5])
-            _note(f"dropped {plan.text.dropped_count} characters flite cannot say: {shown}")
+        if not quiet:
+            if (job.output not in (pipeline.STDOUT, pipeline.DISCARD) and stitching.wav_by_default(job.output)
+                    and not outputs.resolve(job.output).stream):  # /dev/null, a FIFO: no file name to mislead
+                _note(f"writing {for_terminal(job.output)} as WAV, as flite does (.mp3, .ogg and .flac are encoded)")
+            for line in _text_notes(plan.text, for_terminal(name)):
+                _note(line)
+            if plan.workers_asked is not None:
+                _note(f"-j {plan.workers_asked}: using {_plural(plan.workers, 'worker')} "
+                      f"(at most {pipeline.WORKERS_PER_CORE} per core, and no more than the chunks)")
         if verbose:
             _note(f"{plan.characters} characters ({plan.text.encoding}) in {_plural(plan.chunks, 'chunk')} "
-                  f"on {_plural(plan.workers, 'worker')}")
+                  f"on {_plural(plan.workers, 'worker')}, at most {plan.subtask_timeout:g} s a chunk")
         if show_bar:
             bar = _Bar(plan)
 
@@ -329,25 +432,35 @@ def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[Bina
         if bar is not None:
             bar.update(p)
 
+    def on_printout(data: bytes) -> None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+
     if job.cluster:
         from gflite.cli_shared import quiet_cluster_logs
 
         quiet_cluster_logs()
     try:
-        summary = pipeline.render(job, on_plan=on_plan, on_progress=on_progress, stdout=stdout)
+        summary = pipeline.render(job, on_plan=on_plan, on_progress=on_progress, stdout=stdout,
+                                  on_printout=on_printout)
     finally:
         if bar is not None:
             bar.close()
+    # Everything is written (a player, given stdout, may still be playing it).
+    _completed = stdout is None
     if verbose or (not quiet and job.output not in (pipeline.STDOUT, pipeline.DISCARD)):
         speed = summary.audio_seconds / summary.elapsed if summary.elapsed > 0 else 0.0
         where = {pipeline.STDOUT: "stdout", pipeline.DISCARD: "nothing (-o none)"}.get(job.output, job.output)
-        _note(f"wrote {where}: {summary.audio_seconds:.1f} s of audio, {_plural(summary.chunks, 'chunk')} "
-              f"({summary.from_cache} from cache), {summary.elapsed:.1f} s ({speed:.1f}x real time)")
+        _note(f"wrote {where}: {_length(summary.audio_seconds)} of audio, {_plural(summary.chunks, 'chunk')} "
+              f"({summary.from_cache} from cache), {_length(summary.elapsed)} ({speed:.1f}x real time)")
+    if summary.audio_seconds == 0 and not quiet:
+        _note(f"warning: {for_terminal(name)} has nothing flite can say (only punctuation or symbols): "
+              f"the audio is empty")
     if summary.unknown_length and not quiet:
         _note(f"{job.output} is over the 4 GiB that WAV sizes can state, so its header says 'length unknown' "
               f"(ffmpeg and sox read it to the end); .flac is lossless and about half the size")
     if summary.report is not None and not quiet:
-        from gflite.cli_shared import for_terminal, market_in_play
+        from gflite.cli_shared import market_in_play
 
         # The bill and verdicts when a cluster or market terms are in play; who was
         # excluded for lying, always.
@@ -355,6 +468,7 @@ def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[Bina
         for line in summary.report.lines():
             if full or line.startswith("excluded "):
                 _note(for_terminal(line, 400))  # verdicts quote providers' own words
+    return summary
 
 
 def _play(job: pipeline.Job, quiet: bool, verbose: bool) -> None:
@@ -371,10 +485,8 @@ def _play(job: pipeline.Job, quiet: bool, verbose: bool) -> None:
     assert proc.stdin is not None
     try:
         _render(job, quiet, verbose, stdout=proc.stdin)
-    except OutputError as exc:
-        if not isinstance(exc.__context__, BrokenPipeError):
-            raise
-        # The player quit early: its exit code says why, below.
+    except ReaderGone:
+        pass  # the player quit early: its exit code says why, below
     finally:
         try:
             proc.stdin.close()
@@ -420,22 +532,26 @@ def _silence_stdout() -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
     """The ``gflite`` console script: run, then exit with the documented code."""
+    global _completed
+    _completed = False
     code = 0
     try:
-        run(argv)
+        try:
+            run(argv)
+        finally:
+            if _completed and argv is None:
+                # The output is complete: a Ctrl-C while this process exits must not
+                # turn it into a failure. (Only as the console script: the process is ours.)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
     except KeyboardInterrupt:
-        # Raised wherever Ctrl-C found us; the pipeline's cleanup has run on the way out.
-        _error(INTERRUPTED)
-        code = Interrupted.exit_code
-    except BrokenPipeError:
-        # The reader went away (e.g. `gflite ... -o - | head`): not our error.
+        if not _completed:
+            # Raised wherever Ctrl-C found us; the pipeline's cleanup has run on the way out.
+            _error(INTERRUPTED)
+            code = Interrupted.exit_code
+    except (BrokenPipeError, ReaderGone):
+        # The reader of stdout (or of a FIFO) went away, e.g. `gflite ... -o - | head`:
+        # not our error. A dead encoder or a full disk is an OutputError (exit 9).
         _silence_stdout()
-    except OutputError as exc:
-        if isinstance(exc.__context__, BrokenPipeError):
-            _silence_stdout()
-        else:
-            _error(str(exc))
-            code = exc.exit_code
     except GfliteError as exc:
         _error(str(exc))
         code = exc.exit_code

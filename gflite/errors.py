@@ -94,3 +94,13 @@ class Interrupted(GfliteError):
     """Ctrl-C: finished subtask results are kept, the output file is not left half-written."""
 
     exit_code = 130
+
+
+class ReaderGone(GfliteError):
+    """The program reading a streamed output (stdout, a FIFO) went away, e.g. ``| head``.
+
+    Not a failure of ours: the CLI stops quietly with exit 0, as flite would
+    (it dies of SIGPIPE). An encoder that dies is an OutputError instead.
+    """
+
+    exit_code = 0

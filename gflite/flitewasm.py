@@ -14,9 +14,10 @@ from pathlib import Path
 
 from gflite.errors import GfliteError
 from gflite.gwasm.subtask import Program
+from gflite.voices import BUILT_IN
 
-# In the order flite lists them; the first is flite's default voice.
-VOICES: tuple[str, ...] = ("kal", "kal16", "awb", "rms", "slt")
+# In the order flite lists them; the first is flite's default voice (facts in gflite/voices.py).
+VOICES: tuple[str, ...] = BUILT_IN
 
 WASM_NAME = "flite.wasm"
 SHA256_NAME = "flite.wasm.sha256"

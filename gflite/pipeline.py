@@ -6,6 +6,7 @@ events it is handed.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -13,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, BinaryIO
 
-from gflite import synth
-from gflite.errors import OutputError
+from gflite import synth, voices
+from gflite.errors import OutputError, ReaderGone
 from gflite.gwasm.subtask import Limits, SubtaskResult
 from gflite.text import Text, decode, from_string, read_text
 
@@ -27,12 +28,6 @@ if TYPE_CHECKING:
 
 STDIN = "-"
 STDOUT = "-"
-# A chunk's audio is about 1.9 kB of 16 kHz samples per character, and its WAV
-# is held several times over in flight (guest memory, the worker's and the
-# parent's pickles, the parent's read buffer). 4000 characters (~7.5 MB) keeps
-# a fast voice's process tree well under 300 MB (kal16 would take 20000: ~390
-# MB on 2 cores) at no cost in speed (measured on the whole corpus).
-MAX_CHUNK_CHARS = 4000
 DISCARD = "none"  # flite's "-o none": synthesise, write nothing
 
 
@@ -69,7 +64,7 @@ class Job:
     bid: float | None = None
     budget: float | None = None
     timeout: float | None = None  # whole job, seconds
-    subtask_timeout: float = 600.0
+    subtask_timeout: float | None = None  # per chunk, seconds; None: from the chunk's expected cost
     retries: int = 2
     target_chars: int | None = None  # chunk size; None: chunking's default for the voice
     audit: float = 0.0  # fraction of a cluster's accepted chunks run again on this machine
@@ -84,6 +79,8 @@ class Plan:
     chunks: int
     characters: int
     workers: int  # worker slots of the executor
+    workers_asked: int | None = None  # -j N when it was more than the cap (see local_workers)
+    subtask_timeout: float = 0.0  # seconds per chunk attempt
 
 
 @dataclass(frozen=True)
@@ -118,7 +115,7 @@ def plan_chunks(text: str, job: Job) -> tuple[Chunk, ...]:
         # flite speaks -t TEXT as one utterance, and SSML tags may span any
         # break: both must reach flite whole to sound as flite makes them.
         return chunking.split(text, subtasks=1)
-    target = job.target_chars or min(chunking.target_chars_for(job.options.voice.cost_name), MAX_CHUNK_CHARS)
+    target = job.target_chars or min(voices.chunk_chars(job.options.voice.cost_name), voices.MEMORY_CHUNK_CHARS)
     return chunking.split(text, subtasks=job.subtasks, target_chars=target)
 
 
@@ -130,10 +127,12 @@ def render(
     on_plan: Callable[[Plan], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     cache: ResultCache | None = None,
+    on_printout: Callable[[bytes], None] | None = None,
 ) -> Summary:
     """Synthesise ``job`` and write its audio; returns what was done.
 
     ``cache`` holds finished chunks (default: the user's result cache).
+    ``on_printout`` gets what flite printed for each chunk (``-pw``, ``-ps``...), in chunk order.
 
     The output is opened first (a bad path or format fails before the input is
     read) and written in chunk order as results arrive, so ``-o -`` starts
@@ -143,7 +142,7 @@ def render(
     started = time.monotonic()
     writer = _open(job.output, stdout, job.options.voice.rate)
     try:
-        summary = _render(job, writer, stdin, on_plan, on_progress, cache, started)
+        summary = _render(job, writer, stdin, on_plan, on_progress, cache, started, on_printout)
         if writer is not None:
             writer.close()
     except BaseException:
@@ -163,6 +162,7 @@ def _render(
     on_progress: Callable[[Progress], None] | None,
     cache: ResultCache | None,
     started: float,
+    on_printout: Callable[[bytes], None] | None = None,
 ) -> Summary:
     from gflite.flitewasm import program as flite_program
     from gflite.gwasm import execution
@@ -173,7 +173,9 @@ def _render(
     tasks = synth.subtasks(chunks, job.options, literal=job.source.kind == "text")
     sizes = {c.index: len(c.text) for c in chunks}
     program = flite_program()
-    limits = Limits(subtask_timeout=job.subtask_timeout)
+    limits = Limits(subtask_timeout=job.subtask_timeout or chunk_timeout(chunks, job),
+                    stdio_bytes=_printout_bytes(chunks, job))
+    workers, asked = local_workers(job, len(tasks))
     market = Market(bid=job.bid, budget=job.budget)
     report = execution.TaskReport()
 
@@ -200,19 +202,24 @@ def _render(
     def started_on(executor: Executor) -> None:
         if on_plan is not None:
             on_plan(Plan(text=text, chunks=len(chunks), characters=len(text.text),
-                         workers=len(executor.providers())))
+                         workers=len(executor.providers()), workers_asked=asked,
+                         subtask_timeout=limits.subtask_timeout))
 
     terms = execution.RunTerms(
         limits=limits, retries=job.retries, redundancy=job.redundancy, task_timeout=job.timeout,
         market=market, first_estimate=_cpu_estimate(chunks, job), audit=job.audit,
         use_cache=job.use_cache)
-    results = execution.run_task(program, tasks, terms, workers=job.workers, cluster=job.cluster,
+    results = execution.run_task(program, tasks, terms, workers=workers, cluster=job.cluster,
                                  cache=cache, on_result=finished, report=report, on_start=started_on)
     try:
         for result in results:
             if writer is not None:
                 writer.add(dict(result.outputs)[synth.OUT_NAME])
                 _flush(writer)
+            if job.options.prints and on_printout is not None:
+                if len(result.stdout) >= limits.stdio_bytes:
+                    raise OutputError(f"flite printed more than {limits.stdio_bytes} bytes for {result.name}")
+                on_printout(result.stdout)
             # The dispatcher drops each result's audio once handed over, so a
             # book is never held in memory.
     finally:
@@ -228,16 +235,65 @@ def _render(
     )
 
 
+# A chunk's first budget hold is this many times its expected cost (execution
+# learns the real rate from the first result).
+_ESTIMATE_MARGIN = 2
+# The default per-chunk timeout: this many times the chunk's expected cost, and
+# never under MIN_CHUNK_TIMEOUT, so a deterministic hang (flite itself loops on
+# some inputs) is caught in seconds, not after 600 s, while a loaded machine
+# (the estimate is already WASM_FACTOR on the safe side) never trips it.
+TIMEOUT_MARGIN = 20
+MIN_CHUNK_TIMEOUT = 30.0
+# Local worker processes beyond this many per core only cost memory (each
+# holds a wasmtime engine and a chunk's audio): -j is capped there.
+WORKERS_PER_CORE = 2
+
+
+# flite's printout (-pw, -ps, -psdur, -pr) per character of text, generously:
+# -psdur is about 10 bytes a segment, -pr prints a whole relation.
+_PRINTOUT_PER_CHAR = 256
+
+
+def _printout_bytes(chunks: tuple[Chunk, ...], job: Job) -> int:
+    """How much of a chunk's stdout to keep: Limits' default, or room for flite's printout."""
+    default = Limits().stdio_bytes
+    if not job.options.prints:
+        return default
+    return max(default, _PRINTOUT_PER_CHAR * _longest(chunks))
+
+
+def _longest(chunks: tuple[Chunk, ...]) -> int:
+    return max((len(c.text) for c in chunks), default=0)
+
+
 def _cpu_estimate(chunks: tuple[Chunk, ...], job: Job) -> float:
     """CPU-seconds the budget holds for a chunk before any has finished: the
-    voice's cost model for the longest chunk, doubled (execution learns the real
-    rate from the first result)."""
-    from gflite import chunking
+    voice's cost model for the longest chunk, with a margin."""
+    return _ESTIMATE_MARGIN * voices.cpu_seconds(job.options.voice.cost_name, max(_longest(chunks), 100))
 
-    costs = chunking.VOICE_SECONDS_PER_KCHAR
-    per_kchar = costs.get(job.options.voice.cost_name, max(costs.values()))
-    longest = max((len(c.text) for c in chunks), default=0)
-    return 2 * 2.0 * per_kchar * max(longest, 100) / 1000  # flite.wasm ~2x native flite
+
+def chunk_timeout(chunks: tuple[Chunk, ...], job: Job) -> float:
+    """The default per-chunk timeout: TIMEOUT_MARGIN times the longest chunk's
+    expected CPU time, at least MIN_CHUNK_TIMEOUT seconds."""
+    expected = voices.cpu_seconds(job.options.voice.cost_name, _longest(chunks))
+    return max(MIN_CHUNK_TIMEOUT, float(math.ceil(TIMEOUT_MARGIN * expected)))
+
+
+def local_workers(job: Job, chunks: int) -> tuple[int | None, int | None]:
+    """(workers to start, the -j asked for if it was over the per-core cap, else None).
+
+    Local workers are capped at WORKERS_PER_CORE per core and at the number of
+    chunks (more could never be busy); with a cluster, -j does not apply.
+    """
+    if job.cluster or job.workers is None:
+        return job.workers, None
+    from gflite.gwasm.executors import default_workers
+
+    # Redundancy needs its k distinct slots whatever the cores or chunks.
+    per_cores = max(WORKERS_PER_CORE * default_workers(), job.redundancy)
+    busy = chunks if job.redundancy == 1 else per_cores
+    workers = max(1, min(job.workers, per_cores, busy))
+    return workers, (job.workers if job.workers > per_cores else None)
 
 
 def _audio_seconds(result: SubtaskResult) -> float:
@@ -258,9 +314,9 @@ def _flush(writer: stitching.AudioWriter) -> None:
     try:
         stream.flush()
     except BrokenPipeError:
-        raise OutputError("the program reading gflite's output closed the pipe")  # noqa: B904 (cli checks __context__)
+        raise ReaderGone(f"the program reading {getattr(writer, 'name', 'stdout')} closed the pipe") from None
     except OSError as e:
-        raise OutputError(f"cannot write to stdout: {e.strerror or e}") from None
+        raise OutputError(f"cannot write to {getattr(writer, 'name', 'stdout')}: {e.strerror or e}") from None
 
 
 def _open(output: str, stdout: BinaryIO | None, rate: int) -> stitching.AudioWriter | None:

@@ -14,11 +14,13 @@ Usage::
             show(out.seconds)
     # leaving the block without an exception publishes book.wav
 
-Targets: ``*.wav`` (PCM; past the format's 4 GiB its sizes say "unknown",
-see :class:`WavFileWriter`), ``-`` (WAV streamed to
-stdout; sizes 0xFFFFFFFF while unknown, as ffmpeg writes to pipes, patched at
-the end if stdout turns out to be a seekable file), and ``*.mp3``, ``*.ogg``,
-``*.flac`` (raw PCM piped into ffmpeg, found through pydub).
+Targets: ``*.mp3``, ``*.ogg``, ``*.flac`` (raw PCM piped into ffmpeg, found
+through pydub); any other name is WAV, as flite writes (PCM; past the format's
+4 GiB its sizes say "unknown", see :class:`WavFileWriter`); ``-`` is WAV
+streamed to stdout (sizes 0xFFFFFFFF while unknown, as ffmpeg writes to pipes,
+patched at the end if stdout turns out to be a seekable file). FIFOs and
+character devices are streamed into like stdout, and symlinks are written
+through (see :mod:`gflite.outputs`).
 """
 from __future__ import annotations
 
@@ -28,13 +30,15 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Callable, Iterable
 
-from gflite.errors import OutputError
+from gflite import outputs
+from gflite.errors import OutputError, ReaderGone
 
 # RIFF sizes are 32-bit: the whole file minus 8 bytes must fit.
 MAX_WAV_DATA_BYTES = 0xFFFFFFFF - 36
@@ -123,16 +127,14 @@ def wav_header(fmt: WavFormat, data_bytes: int) -> bytes:
 
 
 def output_format(target: str | os.PathLike[str]) -> str:
-    """``"wav"``, ``"mp3"``, ``"ogg"`` or ``"flac"`` for a target path (``-`` is WAV)."""
-    if str(target) == "-":
-        return "wav"
+    """``"mp3"``, ``"ogg"`` or ``"flac"`` by extension; anything else is ``"wav"``, as flite writes."""
     ext = Path(target).suffix.lower().lstrip(".")
-    if ext not in FORMATS:
-        shown = f'".{ext}"' if ext else "(no extension)"
-        raise OutputError(
-            f"unknown output format {shown} for {target}: use .wav, .mp3, .ogg, .flac or - for stdout"
-        )
-    return ext
+    return ext if ext in ENCODERS and str(target) != "-" else "wav"
+
+
+def wav_by_default(target: str | os.PathLike[str]) -> bool:
+    """True if ``target`` gets WAV only because its extension names no format (flite's rule)."""
+    return str(target) != "-" and Path(target).suffix.lower() != ".wav" and output_format(target) == "wav"
 
 
 def find_ffmpeg() -> str:
@@ -166,9 +168,22 @@ def open_output(
     kind = output_format(target)
     if str(target) == "-":
         return WavStreamWriter(stdout if stdout is not None else sys.stdout.buffer, default_rate)
+    where = outputs.resolve(str(target))
+    if where.stream:
+        if kind == "wav":
+            return WavStreamWriter(_open_stream(where), default_rate, name=str(target), owned=True)
+        return EncodedWriter(where.path, kind, default_rate, direct=True)
     if kind == "wav":
-        return WavFileWriter(Path(target), default_rate)
-    return EncodedWriter(Path(target), kind, default_rate)
+        return WavFileWriter(where.path, default_rate)
+    return EncodedWriter(where.path, kind, default_rate)
+
+
+def _open_stream(where: outputs.Target) -> BinaryIO:
+    """Open a FIFO or device for writing, as flite does (a FIFO waits for its reader)."""
+    try:
+        return open(where.path, "wb", buffering=0)  # noqa: SIM115 (closed by its writer)
+    except OSError as e:
+        raise OutputError(f"cannot write to {where.name}: {e.strerror or e}") from None
 
 
 def stitch(
@@ -280,6 +295,23 @@ class AudioWriter:
         raise NotImplementedError
 
 
+# Parts older than this process cannot be this run's.
+_RUN_STARTED = time.time()
+
+
+class _DirectOutput:
+    """A stream target (FIFO, device) that ffmpeg writes itself: nothing to publish or remove."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = self.tmp = target
+
+    def publish(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
+
+
 class _TempFileOutput:
     """A temporary file beside ``target``, renamed onto it when complete."""
 
@@ -291,11 +323,14 @@ class _TempFileOutput:
         if not parent.is_dir():
             raise OutputError(f"output directory does not exist: {parent}")
         try:
-            fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".part")
+            fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=outputs.PART_SUFFIX)
         except OSError as e:
             raise OutputError(f"cannot write to {parent}: {e.strerror or e}") from None
+        outputs.lock(fd)
         self.tmp = Path(tmp)
         self.file = os.fdopen(fd, "w+b")
+        # Parts a killed run (kill -9) left of this same output; ours is locked.
+        outputs.remove_stale_parts(target, before=_RUN_STARTED)
 
     def publish(self) -> None:
         self.file.flush()
@@ -371,9 +406,12 @@ class WavStreamWriter(AudioWriter):
     header just keeps saying "unknown".
     """
 
-    def __init__(self, stream: BinaryIO, default_rate: int = 16000) -> None:
+    def __init__(self, stream: BinaryIO, default_rate: int = 16000, *, name: str = "stdout",
+                 owned: bool = False) -> None:
         super().__init__(default_rate)
         self.stream = stream
+        self.name = name  # for messages
+        self._owned = owned  # a FIFO or device we opened: closed at the end
         self._origin: int | None = None
 
     def _start(self, fmt: WavFormat) -> None:
@@ -393,9 +431,9 @@ class WavStreamWriter(AudioWriter):
             if flush:
                 self.stream.flush()
         except BrokenPipeError:
-            raise OutputError("the program reading gflite's output closed the pipe") from None
+            raise ReaderGone(f"the program reading {self.name} closed the pipe") from None
         except OSError as e:
-            raise OutputError(f"cannot write to stdout: {e.strerror or e}") from None
+            raise OutputError(f"cannot write to {self.name}: {e.strerror or e}") from None
 
     def _finish(self) -> None:
         assert self.format is not None
@@ -406,14 +444,18 @@ class WavStreamWriter(AudioWriter):
                 self.stream.write(wav_header(self.format, self.data_bytes))
                 self.stream.seek(end)
             self.stream.flush()
+            if self._owned:
+                self.stream.close()
         except BrokenPipeError:
-            raise OutputError("the program reading gflite's output closed the pipe") from None
+            raise ReaderGone(f"the program reading {self.name} closed the pipe") from None
         except OSError as e:
-            raise OutputError(f"cannot write to stdout: {e.strerror or e}") from None
+            raise OutputError(f"cannot write to {self.name}: {e.strerror or e}") from None
 
     def _discard(self) -> None:
         try:
             self.stream.flush()  # what was sent is sent; stop cleanly
+            if self._owned:
+                self.stream.close()
         except OSError:
             pass
 
@@ -421,11 +463,12 @@ class WavStreamWriter(AudioWriter):
 class EncodedWriter(AudioWriter):
     """Raw PCM piped into ffmpeg, which encodes to a temporary file beside the target."""
 
-    def __init__(self, target: Path, kind: str, default_rate: int = 16000) -> None:
+    def __init__(self, target: Path, kind: str, default_rate: int = 16000, *, direct: bool = False) -> None:
         super().__init__(default_rate)
         self.kind = kind
         self.ffmpeg = find_ffmpeg()
-        self._out = _TempFileOutput(target)
+        # direct: a FIFO or device, which ffmpeg opens and writes itself.
+        self._out: _TempFileOutput | _DirectOutput = _DirectOutput(target) if direct else _TempFileOutput(target)
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()
 
@@ -448,7 +491,7 @@ class EncodedWriter(AudioWriter):
         assert self._proc is not None and self._proc.stdin is not None
         try:
             self._proc.stdin.write(pcm)
-        except (BrokenPipeError, OSError):
+        except OSError:  # BrokenPipeError included: ffmpeg is gone, and that is our failure to write
             self._proc.wait()
             raise OutputError(f"ffmpeg stopped while encoding {self.target}: {self._error()}") from None
 
@@ -466,7 +509,12 @@ class EncodedWriter(AudioWriter):
     def _error(self) -> str:
         self._log.seek(0)
         lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
-        return lines[-1] if lines else f"exit code {self._proc.returncode if self._proc else '?'}"
+        if lines:
+            return lines[-1]
+        code = self._proc.returncode if self._proc else None
+        if code is not None and code < 0:
+            return f"killed by signal {-code}"
+        return f"exit code {code if code is not None else '?'}"
 
     def _discard(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

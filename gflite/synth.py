@@ -12,12 +12,15 @@ from pathlib import Path
 
 from gflite.chunking import Chunk
 from gflite.errors import InputError, UsageError
-from gflite.flitewasm import VOICES
+from gflite import voices
 from gflite.gwasm.subtask import Subtask
 
 IN_NAME = "in.txt"
 OUT_NAME = "out.wav"
 VOICE_FILE = "voice.flitevox"
+LEX_FILE = "addenda.lex"
+# flite's print flags: each chunk's flite prints to its stdout, gflite prints those in order.
+PRINT_FLAGS = ("-pw", "-ps", "-psdur")
 # flite's --seti/--setf/--sets/--set take NAME=VALUE; NAME is a feature name.
 _FEATURE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*=.*$", re.S)
 FEATURE_FLAGS = ("--seti", "--setf", "--sets", "-s")
@@ -32,18 +35,19 @@ class Voice:
     flitevox: bytes | None = None
 
     @property
+    def info(self) -> voices.VoiceInfo:
+        """The built-in voice this one is (or, for a voice file, whose speed it has)."""
+        return voices.info(self.name if self.flitevox is None else voices.VOICE_FILE_LIKE)
+
+    @property
     def rate(self) -> int:
         """Sample rate flite gives this voice; used only when no chunk has any audio."""
-        return 8000 if self.name == "kal" and self.flitevox is None else 16000
+        return self.info.sample_rate
 
     @property
     def cost_name(self) -> str:
-        """The built-in voice whose speed this one has, for sizing chunks.
-
-        Voice files are clustergen voices (kal's diphones cannot be dumped);
-        their cost is taken as slt's, the voice they are usually dumped from.
-        """
-        return self.name if self.flitevox is None else "slt"
+        """The built-in voice whose speed this one has, for sizing chunks."""
+        return self.info.name
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class SynthOptions:
     voice: Voice
     features: tuple[tuple[str, str], ...] = ()  # (flag, "NAME=VALUE") in command-line order
     ssml: bool = False
+    prints: tuple[str, ...] = ()  # flite's -pw/-ps/-psdur/-pr REL, as given
+    lex_addenda: bytes | None = None  # -add_lex FILE's bytes, shipped with every subtask
 
     def flite_args(self) -> tuple[str, ...]:
         args: list[str] = []
@@ -59,7 +65,33 @@ class SynthOptions:
         args += ["-voice", VOICE_FILE if self.voice.flitevox is not None else self.voice.name]
         if self.ssml:
             args.append("-ssml")
-        return tuple(args)
+        if self.lex_addenda is not None:
+            args += ["-add_lex", LEX_FILE]
+        return (*args, *self.prints)
+
+    def inputs(self) -> tuple[tuple[str, bytes], ...]:
+        """Files every subtask carries besides its text."""
+        out: list[tuple[str, bytes]] = []
+        if self.voice.flitevox is not None:
+            out.append((VOICE_FILE, self.voice.flitevox))
+        if self.lex_addenda is not None:
+            out.append((LEX_FILE, self.lex_addenda))
+        return tuple(out)
+
+
+# A lexicon addendum is a small text file; flite reads it whole.
+MAX_LEX_BYTES = 1 << 20
+
+
+def read_lex_addenda(path: str) -> bytes:
+    """``-add_lex FILE``: its bytes, checked to be a small text file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read lexicon addenda {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_LEX_BYTES or b"\0" in data:
+        raise InputError(f"{path} is not a lexicon addenda file (lines 'word : phones')")
+    return data
 
 
 def resolve_voice(name: str) -> Voice:
@@ -68,8 +100,12 @@ def resolve_voice(name: str) -> Voice:
     Native flite silently falls back to kal for a name it does not know; a
     typo should not cost a user an hour of the wrong voice, so we refuse it.
     """
-    if name in VOICES:
-        return Voice(name)
+    known = voices.lookup(name)
+    if known is not None:
+        if not known.in_wasm:
+            raise InputError(f"voice {name!r} is not built into flite.wasm; it has {', '.join(voices.BUILT_IN)} "
+                             f"(or give a .flitevox file)")
+        return Voice(known.name)
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", name) and not name.startswith("file://"):
         # flite would fetch it; subtasks get no network, and neither does gflite.
         raise InputError(f"voice URLs are not supported ({name}): download the .flitevox file and give its path")
@@ -83,7 +119,7 @@ def resolve_voice(name: str) -> Voice:
         if not data.startswith(VOX_MAGIC):
             raise InputError(f"{path} is not a flite voice file (.flitevox)")
         return Voice(path.stem, data)
-    raise InputError(f"unknown voice {name!r}; flite.wasm has {', '.join(VOICES)} (or give a .flitevox file)")
+    raise InputError(f"unknown voice {name!r}; flite.wasm has {', '.join(voices.BUILT_IN)} (or give a .flitevox file)")
 
 
 # What flite's own parser (flite_main.c's ef_set) takes for each type.
@@ -119,14 +155,14 @@ def subtasks(chunks: tuple[Chunk, ...], options: SynthOptions, *, literal: bool 
     """
     if literal and len(chunks) != 1:
         raise ValueError("literal text is spoken as one utterance: give exactly one chunk")
-    voice = ((VOICE_FILE, options.voice.flitevox),) if options.voice.flitevox is not None else ()
+    extra = options.inputs()
     width = max(5, len(str(len(chunks))))
     return tuple(
         Subtask(
             index=c.index,
             name=f"chunk{c.index + 1:0{width}d}",
             args=(*(("-t", c.text) if literal else ("-f", IN_NAME)), "-o", OUT_NAME, *options.flite_args()),
-            inputs=(*(() if literal else ((IN_NAME, c.data),)), *voice),
+            inputs=(*(() if literal else ((IN_NAME, c.data),)), *extra),
             outputs=(OUT_NAME,),
         )
         for c in chunks

@@ -66,6 +66,10 @@ class Text:
     """Characters mapped to an ASCII spelling (curly quotes, dashes, accents...)."""
     dropped: tuple[tuple[str, int], ...] = ()
     """(character, count) for characters flite cannot say, most frequent first."""
+    spelled: tuple[tuple[str, str, int], ...] = ()
+    """(symbol, its spelling, count) for symbols flite now says as a word ("£" is "GBP"), most frequent first."""
+    invalid_bytes: int = 0
+    """Bytes skipped because they were not valid in a text that is otherwise UTF-8."""
 
     @property
     def dropped_count(self) -> int:
@@ -93,8 +97,10 @@ def read_text(path: str | Path) -> Text:
 
 def from_string(text: str, *, name: str = "text") -> Text:
     """Normalise text already in memory (``gflite -t "..."``)."""
+    # Bytes of a command-line argument that were not UTF-8 arrive as lone surrogates.
+    text, invalid = _drop_escaped(text)
     _reject_binary(text, name)
-    return _finish(text, "str", name)
+    return _finish(text, "str", name, invalid)
 
 
 def decode(data: bytes, *, name: str = "input") -> Text:
@@ -102,6 +108,7 @@ def decode(data: bytes, *, name: str = "input") -> Text:
 
     Raises InputError for binary data and for empty or whitespace-only text.
     """
+    invalid = 0
     if data.startswith(codecs.BOM_UTF8):
         text, encoding = _strict(data[3:], "utf-8", name), "utf-8-sig"
     elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -115,6 +122,8 @@ def decode(data: bytes, *, name: str = "input") -> Text:
                 encoding = "ascii"
         except UnicodeDecodeError:
             text, encoding = _mostly_utf8(data), "utf-8"
+            if text is not None:
+                text, invalid = _drop_escaped(text)
         if text is None:
             # Not UTF-8: treat as Windows-1252, which is Latin-1 plus printable
             # punctuation (curly quotes, dashes) in 0x80-0x9f; the five bytes
@@ -122,16 +131,40 @@ def decode(data: bytes, *, name: str = "input") -> Text:
             text = data.decode("latin-1").translate(_CP1252_HIGH)
             encoding = "cp1252" if re.search(rb"[\x80-\x9f]", data) else "latin-1"
     _reject_binary(text, name)
-    return _finish(text, encoding, name)
+    return _finish(text, encoding, name, invalid)
 
+
+# Valid multi-byte UTF-8 is strong evidence (cp1252 text almost never forms such
+# sequences), an invalid byte weak evidence (a bad copy-paste, a truncated
+# download): a text is UTF-8 if it has valid non-ASCII characters and at most
+# this many invalid bytes per valid character.
+_STRAY_PER_VALID = 4
 
 def _mostly_utf8(data: bytes) -> str | None:
-    """UTF-8 with a few corrupt bytes (a bad copy-paste) stays UTF-8: the bad bytes
-    become U+FFFD, which normalise() drops and counts. None if it is not UTF-8."""
-    text = data.decode("utf-8", errors="replace")
-    bad = text.count("\ufffd") - data.count("\ufffd".encode())
-    good = sum(1 for c in text if c >= "\x80") - bad
-    return text if good >= 4 * bad else None
+    """UTF-8 with a few corrupt bytes (a bad copy-paste) stays UTF-8; the bad bytes
+    come back as lone surrogates (surrogateescape), for _drop_escaped to skip and
+    count. None if it is not UTF-8."""
+    text = data.decode("utf-8", errors="surrogateescape")
+    found = Counter(_NON_ASCII.findall(text))
+    bad = sum(n for c, n in found.items() if "\udc80" <= c <= "\udcff")
+    # Characters flite can say count for UTF-8, and 4-byte ones (emoji); cp1252
+    # bytes that happen to form a valid sequence make CJK or other scripts (e.g.
+    # "\xe9\x94\x97", "é”—"), which are not evidence.
+    good = sum(n for c, n in found.items()
+               if c in _ASCII_FOR or c >= "\U00010000" or (c >= "\x80" and _ascii_for(c)))
+    if good == 0:
+        return None  # ASCII and stray high bytes: a single-byte encoding
+    return text if bad <= _STRAY_PER_VALID * good else None
+
+
+_ESCAPED = re.compile("[\udc80-\udcff]")
+
+
+def _drop_escaped(text: str) -> tuple[str, int]:
+    """Remove undecodable bytes (lone surrogates); returns (text, how many)."""
+    if text.isascii():
+        return text, 0
+    return _ESCAPED.subn("", text)
 
 
 def _strict(data: bytes, encoding: str, name: str) -> str:
@@ -168,11 +201,28 @@ def _reject_binary(text: str, name: str) -> None:
         )
 
 
-def _finish(text: str, encoding: str, name: str) -> Text:
+def _finish(text: str, encoding: str, name: str, invalid: int = 0) -> Text:
+    spelled = _spelled(text)
     text, replaced, dropped = normalise(text)
     if not text.strip(_WS):
         raise InputError(f"{name} is empty: there is no text to speak")
-    return Text(text=text, encoding=encoding, replaced=replaced, dropped=dropped)
+    return Text(text=text, encoding=encoding, replaced=replaced, dropped=dropped, spelled=spelled,
+                invalid_bytes=invalid)
+
+
+def _spelled(text: str) -> tuple[tuple[str, str, int], ...]:
+    """Symbols (not letters, quotes or dashes) that normalise() replaces with a word."""
+    if text.isascii():
+        return ()
+    found = Counter(c for c in _NON_ASCII.findall(text) if c in _ASCII_FOR or not c.isalpha())
+    out = []
+    for ch, n in found.items():
+        if ch.isalpha():
+            continue  # a letter spelled in ASCII ("ß" as "ss") reads as itself
+        word = _ascii_for(ch).strip()
+        if any(c.isalpha() for c in word):
+            out.append((ch, word, n))
+    return tuple(sorted(out, key=lambda t: (-t[2], t[0])))
 
 
 def normalise(text: str) -> tuple[str, int, tuple[tuple[str, int], ...]]:

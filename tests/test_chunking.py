@@ -185,10 +185,20 @@ def test_bad_arguments() -> None:
         split("Hello.", target_chars=0)
 
 
-def test_target_chars_for_voices() -> None:
-    assert chunking.target_chars_for("kal16") > chunking.target_chars_for("kal") > chunking.target_chars_for("slt")
-    for voice in ("kal", "kal16", "awb", "rms", "slt", "unknown"):
-        assert chunking.MIN_TARGET_CHARS <= chunking.target_chars_for(voice) <= chunking.MAX_TARGET_CHARS
+def test_huge_subtasks_is_clamped_at_once() -> None:
+    """--subtasks 99999999999999999999 spun for minutes in a loop to N; now clamped to the cuts there are."""
+    import threading
+
+    text = "One sentence here. " * 40 + "\n\nAnother paragraph. And more. " * 40
+    out: list = []
+    worker = threading.Thread(target=lambda: out.append(split(text, subtasks=99999999999999999999)), daemon=True)
+    worker.start()
+    worker.join(60)  # minutes of work before the fix; a fraction of a second after it
+    assert out, "split() did not return"
+    chunks = out[0]
+    assert "".join(c.text for c in chunks) == text
+    assert chunks == split(text, subtasks=len(utterance_starts(text)) + 1)
+    assert len(chunks) > 40
 
 
 def test_shipped_punkt_params_match_their_script() -> None:

@@ -18,7 +18,9 @@ import subprocess
 import sys
 import time
 import wave
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -221,8 +223,13 @@ ERRORS = [
     (["--sets", "novalue", "-t", "Hi.", "-o", "{tmp}/x.wav"], UsageError, "takes NAME=VALUE"),
     (["-t", "Hi.", "-o", "{tmp}/nodir/x.wav"], OutputError, "output directory does not exist"),
     (["-t", "Hi.", "-o", "/sys/gflite-test.wav"], OutputError, "cannot write to /sys"),
-    (["-t", "Hi.", "-o", "{tmp}/x.aiff"], OutputError, 'unknown output format ".aiff"'),
-    (["-t", "Hi.", "-o", "{tmp}/noext"], OutputError, "unknown output format"),
+    (["{book}", "{book}"], UsageError, "is the input file"),  # flite would write WAV over the book
+    (["-pw", "-t", "Hi.", "-o", "-"], UsageError, "-pw prints on stdout, where -o - writes WAV"),
+    (["-voice", "slt", "-voicedump", "{tmp}/v.flitevox"], UsageError, "-voicedump is not supported by gflite"),
+    (["-p", "hh ay", "-o", "{tmp}/x.wav"], UsageError, "-p is not supported by gflite"),
+    (["-l", "-t", "Hi.", "-o", "{tmp}/x.wav"], UsageError, "-l is not supported by gflite"),
+    (["-voice", "awb_time", "-t", "Hi.", "-o", "{tmp}/x.wav"], InputError, "'awb_time' is not built into flite.wasm"),
+    (["-add_lex", "{tmp}/none.lex", "-t", "Hi.", "-o", "{tmp}/x.wav"], InputError, "cannot read lexicon addenda"),
     (["-t", "Hi.", "-o", "{tmp}"], OutputError, "is a directory"),
     (["-t", "Hi.", "-f", "{book}", "-o", "{tmp}/x.wav"], UsageError, "not both"),
     (["-t", "Hi.", "-o", "{tmp}/x.wav", "{tmp}/y.wav"], UsageError, "two outputs"),
@@ -340,7 +347,7 @@ def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
     code, seen = _pty_run(args, tmp_path, stdout_tty=False)
     assert code == 0, seen
     text = seen.decode("utf-8", "replace")
-    assert "3/3 chunks" in text and re.search(r"\d+ s audio", text) and "ETA" in text, text
+    assert "3/3 chunks" in text and re.search(r"(\d+\.\d s|\d+:\d\d:\d\d) audio", text) and "ETA" in text, text
     assert "\r" in text  # redrawn in place
     assert "gflite: wrote out.wav" in text
 
@@ -433,3 +440,246 @@ def test_a_local_run_does_not_replay_an_unverified_forgery(capsys, tmp_path: Pat
     assert pcm(tmp_path / "out.wav") == want
     # The local result replaced the forgery.
     assert cache.get(program(), st).provenance.local
+
+
+# --- issue 9: as exact as flite, louder than flite --------------------------------
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB filesystem (tmpfs): writes past it fail with ENOSPC."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.parametrize("ext", ["mp3", "ogg", "flac", "wav"])
+def test_full_disk_is_an_output_error(capsys, full_disk: Path, ext: str) -> None:
+    """Was: exit 0, nothing on stderr and no file, for .mp3/.ogg/.flac."""
+    (full_disk.parent / "book.txt").write_text(LONG[:4000])
+    code, out, err = gflite(capsys, "-voice", "kal16", str(full_disk.parent / "book.txt"), str(full_disk / f"b.{ext}"))
+    assert code == OutputError.exit_code, err
+    assert err.startswith("gflite: error: ") and "No space left on device" in err, err
+    assert list(full_disk.iterdir()) == []
+
+
+def _child_named(pid: int, name: str) -> Optional[int]:
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            try:
+                if Path(f"/proc/{child}/comm").read_text().strip() == name:
+                    return int(child)
+            except OSError:
+                pass
+    return None
+
+
+def test_killed_encoder_is_an_output_error(tmp_path: Path, fresh_cache: Path) -> None:
+    """ffmpeg killed mid-encode: exit 9 saying so (was: exit 0, silent, no file)."""
+    (tmp_path / "book.txt").write_text(LONG[:6000])
+    proc = subprocess.Popen(GFLITE + ["-voice", "slt", "-j1", "book.txt", "book.mp3"], cwd=tmp_path,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    ffmpeg = None
+    while ffmpeg is None and proc.poll() is None and time.monotonic() < deadline:
+        ffmpeg = _child_named(proc.pid, "ffmpeg")
+        time.sleep(0.01)
+    assert ffmpeg is not None, "ffmpeg never started"
+    os.kill(ffmpeg, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == OutputError.exit_code, err
+    assert re.fullmatch(rb"gflite: error: ffmpeg stopped while encoding .*book\.mp3: killed by signal 9\n", err), err
+    assert sorted(p.name for p in tmp_path.iterdir() if p != fresh_cache) == ["book.txt"]
+
+
+def test_mostly_utf8_with_stray_bytes_is_utf8_and_says_so(capsys, tmp_path: Path) -> None:
+    """Was: read as cp1252 ("caf A (c)") without a word."""
+    book = tmp_path / "book.txt"
+    book.write_bytes("Un caf\u00e9, merci.".encode() + b" \xff\xfe Fin \x81.\n")
+    err = ok(capsys, "-voice", "kal16", str(book), str(tmp_path / "a.wav"))
+    assert f"gflite: {book} is UTF-8 with 3 invalid bytes, skipped\n" in err, err
+    (tmp_path / "ascii.txt").write_text("Un cafe, merci.   Fin  .\n")
+    assert pcm(tmp_path / "a.wav") == native(tmp_path, "-voice", "kal16", "-f", str(tmp_path / "ascii.txt"))
+
+
+def test_huge_subtasks_finishes(tmp_path: Path, book: Path) -> None:
+    """--subtasks 99999999999999999999 spun at 100 % CPU for minutes."""
+    r = run(["-voice", "kal16", "--subtasks", "99999999999999999999", "-v", str(book), "out.wav"],
+            cwd=tmp_path)  # run()'s timeout fails the test if it spins
+    assert r.returncode == 0, r.stderr
+    assert pcm(tmp_path / "out.wav") == native(tmp_path, "-voice", "kal16", "-f", str(book))
+
+
+def test_default_chunk_timeout_follows_the_expected_cost(capsys, tmp_path: Path, book: Path) -> None:
+    err = ok(capsys, "-v", "-voice", "kal16", str(book), str(tmp_path / "a.wav"))
+    assert "at most 30 s a chunk" in err, err  # was a flat 600 s
+    err = ok(capsys, "-v", "-voice", "kal16", "--subtask-timeout", "90", str(book), str(tmp_path / "b.wav"))
+    assert "at most 90 s a chunk" in err, err
+
+
+def test_workers_are_capped(capsys, tmp_path: Path, book: Path) -> None:
+    """-j 1000 on 2 cores started 48 workers and said "on 1000 workers"."""
+    from gflite.gwasm.executors import default_workers
+
+    err = ok(capsys, "-v", "-j", "1000", "-voice", "kal16", "--subtasks", "3", str(book), str(tmp_path / "a.wav"))
+    cap = min(2 * default_workers(), 3)
+    assert f"gflite: -j 1000: using {cap} workers" in err or f"using {cap} worker " in err, err
+    assert re.search(rf"in 3 chunks on {cap} workers?,", err), err
+
+
+def test_fifo_output_is_streamed_into(tmp_path: Path) -> None:
+    """flite writes into a FIFO; gflite replaced it with a file and the reader got nothing."""
+    fifo = tmp_path / "out.wav"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    try:
+        r = run(["-voice", "kal16", "-t", HELLO, "-o", str(fifo)], cwd=tmp_path)
+        got = reader.communicate(timeout=30)[0]
+    finally:
+        reader.kill()
+    assert r.returncode == 0, r.stderr
+    assert fifo.is_fifo()
+    assert pcm(got)[1] == native(tmp_path, "-voice", "kal16", "-t", HELLO)[1]
+
+
+def test_dev_stdout_is_written_into_as_flite_does(tmp_path: Path) -> None:
+    """The shell's redirect is written into (and its sizes patched), not replaced."""
+    with open(tmp_path / "out.wav", "wb") as out:
+        r = subprocess.run(GFLITE + ["-q", "-t", HELLO, "-o", "/dev/stdout"], stdout=out, stderr=subprocess.PIPE,
+                           timeout=120)
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+    subprocess.run([FLITE, "-t", HELLO, "-o", str(tmp_path / "native.wav")], check=True)
+    assert (tmp_path / "out.wav").read_bytes() == (tmp_path / "native.wav").read_bytes()
+    assert Path("/dev/stdout").is_symlink()
+
+
+def test_symlinked_output_is_written_through(capsys, tmp_path: Path) -> None:
+    (tmp_path / "store").mkdir()
+    link = tmp_path / "out.wav"
+    link.symlink_to(tmp_path / "store" / "real.wav")
+    ok(capsys, "-voice", "kal16", "-t", HELLO, "-o", str(link))
+    assert link.is_symlink() and pcm(tmp_path / "store" / "real.wav") == native(tmp_path, "-voice", "kal16", "-t", HELLO)
+
+
+def test_stale_parts_are_cleaned_up(tmp_path: Path, fresh_cache: Path) -> None:
+    """A run killed with kill -9 leaves its .NAME.xxxx.part; the next run of the same output removes it."""
+    (tmp_path / "book.txt").write_text(LONG[:3000])
+    args = ["-voice", "slt", "-j1", "book.txt", "book.wav"]
+    proc = subprocess.Popen(GFLITE + args, cwd=tmp_path, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".book.wav.*.part")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    stale = list(tmp_path.glob(".book.wav.*.part"))
+    assert len(stale) == 1
+    r = run(["-voice", "kal16", "book.txt", "book.wav"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p != fresh_cache) == ["book.txt", "book.wav"]
+
+
+@pytest.mark.parametrize("flags", [["-pw"], ["-ps"], ["-psdur"], ["-pr", "Word"], ["-pw", "-ps"]])
+def test_print_flags_print_what_flite_prints(tmp_path: Path, flags: list[str]) -> None:
+    """Each chunk's printout, in chunk order, equals flite's on the whole book."""
+    book = ROOT / "sample_texts" / "dialogue.txt"
+    want = subprocess.run([FLITE, *flags, "-voice", "kal16", "-f", str(book), "-o", "none"],
+                          check=True, capture_output=True).stdout
+    r = run([*flags, "-voice", "kal16", "--subtasks", "4", "-f", str(book), "-o", "none"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == want and len(want) > 100
+
+
+def test_add_lex_is_shipped_to_the_sandbox(capsys, tmp_path: Path) -> None:
+    lex = tmp_path / "my.lex"
+    lex.write_text("tomato : t ax0 m aa1 t ow0\n")
+    text = "I say tomato."
+    ok(capsys, "-add_lex", str(lex), "-voice", "kal16", "-t", text, "-o", str(tmp_path / "a.wav"))
+    want = native(tmp_path, "-add_lex", str(lex), "-voice", "kal16", "-t", text)
+    assert pcm(tmp_path / "a.wav") == want != native(tmp_path, "-voice", "kal16", "-t", text)
+
+
+def test_benchmark_mode_as_flite(tmp_path: Path) -> None:
+    want = subprocess.run([FLITE, "-b"], check=True, capture_output=True, text=True).stdout
+    r = run(["-b"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    pattern = r"times faster than real-time: [0-9.]+\n\(([0-9.]+) seconds of speech synthesized in [0-9.]+\)\n"
+    ours, theirs = re.fullmatch(pattern, r.stdout.decode()), re.fullmatch(pattern, want)
+    assert ours and theirs and ours.group(1) == theirs.group(1) == "5.032250", (r.stdout, want)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_voicedir_and_long_voice_names_are_accepted(capsys, tmp_path: Path) -> None:
+    ok(capsys, "-voicedir", str(tmp_path), "-voice", "cmu_us_slt", "-t", HELLO, "-o", str(tmp_path / "a.wav"))
+    assert pcm(tmp_path / "a.wav") == native(tmp_path, "-voicedir", str(tmp_path), "-voice", "cmu_us_slt", "-t", HELLO)
+
+
+@pytest.mark.parametrize("name", ["out.aiff", "out", "out.txt"])
+def test_any_other_name_is_wav_as_flite(capsys, tmp_path: Path, name: str) -> None:
+    err = ok(capsys, "-voice", "kal16", "-t", HELLO, "-o", str(tmp_path / name))
+    assert "as WAV, as flite does" in err
+    subprocess.run([FLITE, "-voice", "kal16", "-t", HELLO, "-o", str(tmp_path / f"native-{name}")], check=True)
+    assert (tmp_path / name).read_bytes() == (tmp_path / f"native-{name}").read_bytes()
+
+
+def test_help_keeps_its_layout_and_mentions_the_cache(capsys) -> None:
+    code, out, _ = gflite(capsys, "--help")
+    assert code == 0
+    assert "\n  examples:\n    gflite book.txt book.mp3                   flite's positional form\n" in out, out
+    assert "\n    8 cluster, 9 output, 130 interrupted" in out
+    assert "cache" in out and "GFLITE_CACHE_DIR" in out
+
+
+def test_dropped_and_spelled_characters_are_reported(capsys, tmp_path: Path) -> None:
+    book = tmp_path / "book.txt"
+    book.write_text("Snow \u2603 and \u2602 \u2601 \u2600 \u2604 \u2605 \u2606, cost \u00a35.\n", encoding="utf-8")
+    err = ok(capsys, "-voice", "kal16", str(book), str(tmp_path / "a.wav"))
+    assert "gflite: said '\u00a3' as 'GBP'\n" in err, err
+    assert re.search(r"dropped 7 characters flite cannot say: ('.' x1, ){4}'.' x1 and 2 more\n", err), err
+    err = ok(capsys, "-voice", "kal16", "-t", "One \u2603.", "-o", str(tmp_path / "b.wav"))
+    assert "dropped 1 character flite cannot say: '\u2603' x1\n" in err, err
+
+
+def test_punctuation_only_input_warns(capsys, tmp_path: Path) -> None:
+    code, _, err = gflite(capsys, "-voice", "kal16", "-t", "... !!! ???", "-o", str(tmp_path / "a.wav"))
+    assert code == 0 and "warning: the text has nothing flite can say" in err, err
+    assert pcm(tmp_path / "a.wav") == native(tmp_path, "-voice", "kal16", "-t", "... !!! ???")
+
+
+def test_ctrl_c_after_the_file_is_written_is_not_a_failure(capsys, tmp_path: Path, monkeypatch) -> None:
+    """Was exit 130 for a complete file."""
+    real = cli._note
+
+    def note(message: str) -> None:
+        real(message)
+        if message.startswith("wrote "):
+            raise KeyboardInterrupt  # Ctrl-C arriving just after the "wrote" line
+
+    monkeypatch.setattr(cli, "_note", note)
+    code, _, err = gflite(capsys, "-voice", "kal16", "-t", HELLO, "-o", str(tmp_path / "a.wav"))
+    assert code == 0 and "interrupted" not in err, err
+    assert pcm(tmp_path / "a.wav") == native(tmp_path, "-voice", "kal16", "-t", HELLO)
+
+
+def test_long_audio_is_given_as_h_mm_ss(capsys, tmp_path: Path) -> None:
+    (tmp_path / "book.txt").write_text(LONG[:1500])
+    err = ok(capsys, "-voice", "kal16", str(tmp_path / "book.txt"), str(tmp_path / "a.wav"))
+    rate, samples = pcm(tmp_path / "a.wav")
+    seconds = int(len(samples) / 2 / rate + 0.5)
+    assert seconds > 60
+    assert f": 0:{seconds // 60:02d}:{seconds % 60:02d} of audio," in err, err
+
+
+def test_kal_file_differs_from_flite_only_by_flites_byte_rate_bug(capsys, tmp_path: Path, book: Path) -> None:
+    """What README says: native kal, appending utterances, leaves its header's byte
+    rate (bytes 28-31) at 32000 for 8 kHz audio; gflite writes the right 16000."""
+    ok(capsys, str(book), str(tmp_path / "ours.wav"))
+    subprocess.run([FLITE, "-f", str(book), "-o", str(tmp_path / "flite.wav")], check=True)
+    ours, theirs = (tmp_path / "ours.wav").read_bytes(), (tmp_path / "flite.wav").read_bytes()
+    assert ours[:28] == theirs[:28] and ours[32:] == theirs[32:]
+    assert (int.from_bytes(ours[28:32], "little"), int.from_bytes(theirs[28:32], "little")) == (16000, 32000)

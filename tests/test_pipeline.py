@@ -220,7 +220,6 @@ def test_output_is_checked_before_the_input_is_read(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-book.txt"
     for output, message in [
         (tmp_path / "nodir" / "x.wav", "output directory does not exist"),
-        (tmp_path / "x.aiff", "unknown output format"),
         (tmp_path, "is a directory"),
     ]:
         with pytest.raises(OutputError, match=message):
@@ -314,3 +313,41 @@ def test_written_audio_is_not_kept_in_memory(tmp_path: Path) -> None:
     # With one worker: the chunk just finished, perhaps the one before it
     # still being handed over; never the whole book so far.
     assert max(alive) <= 2, alive
+
+
+def test_chunk_timeout_follows_the_expected_cost() -> None:
+    from gflite.chunking import Chunk
+
+    def chunks(n: int) -> tuple[Chunk, ...]:
+        return (Chunk(0, 0, n, "x" * n, ""),)
+
+    job = make_job(Path("book.txt"), "none", "slt")
+    assert pipeline.chunk_timeout(chunks(100), job) == 30.0  # the floor
+    # slt: 0.9 s per 1000 characters natively, x2 for flite.wasm on the safe side, x20.
+    assert pipeline.chunk_timeout(chunks(1300), job) == 47.0
+    assert pipeline.chunk_timeout(chunks(100_000), job) == 3600.0  # one long SSML chunk gets its time
+    assert pipeline.chunk_timeout(chunks(4000), make_job(Path("book.txt"), "none", "kal16")) == 30.0
+
+
+@pytest.mark.slow  # 30 s: the default timeout's floor, spent on a real hang
+def test_a_deterministic_hang_fails_in_seconds_not_minutes(tmp_path: Path) -> None:
+    """flite (native too) never returns with duration_stretch=1e308; the default
+    per-chunk timeout is 30 s for this chunk instead of a flat 600 s."""
+    options = synth.SynthOptions(synth.resolve_voice("kal16"),
+                                 features=(synth.parse_feature("--setf", "duration_stretch=1e308"),))
+    job = pipeline.Job(source=pipeline.Source("text", "Hi."), output="none", options=options, retries=0)
+    with pytest.raises(ExecutionError, match="time limit of 30 s exceeded"):
+        pipeline.render(job, cache=ResultCache(tmp_path / "cache"))
+
+
+def test_print_flags_reach_the_caller_in_chunk_order(tmp_path: Path) -> None:
+    book = write(tmp_path, "book.txt", crlf(SHORT))
+    options = synth.SynthOptions(synth.resolve_voice("kal16"), prints=("-pw",))
+    job = pipeline.Job(source=pipeline.Source("file", str(book)), output="none", options=options, subtasks=3,
+                       workers=2)
+    printed: list[bytes] = []
+    summary = pipeline.render(job, cache=ResultCache(tmp_path / "c"), on_printout=printed.append)
+    assert summary.chunks == len(printed) == 3
+    want = subprocess.run([FLITE, "-pw", "-voice", "kal16", "-f", str(book), "-o", "none"],
+                          check=True, capture_output=True).stdout
+    assert b"".join(printed) == want

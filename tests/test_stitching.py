@@ -13,7 +13,7 @@ import pytest
 from conftest_chunking import flite_wav, pcm_of, sample
 from gflite import stitching
 from gflite.chunking import split
-from gflite.errors import OutputError
+from gflite.errors import OutputError, ReaderGone
 from gflite.stitching import open_output, parse_wav, stitch, wav_header, WavFormat
 
 
@@ -175,8 +175,6 @@ def test_wav_past_4_gib_is_written_whole_with_unknown_sizes(tmp_path, monkeypatc
 @pytest.mark.parametrize(
     "target, message",
     [
-        ("book.txt", 'unknown output format ".txt"'),
-        ("book", "unknown output format"),
         ("missing/book.wav", "does not exist"),
         ("folder.wav", "is a directory"),
     ],
@@ -267,11 +265,95 @@ def test_stdout_pipe_is_readable_by_ffmpeg_and_sox(tmp_path, flite_pieces) -> No
         assert raw.read_bytes() == expected, cmd[0]
 
 
-def test_reader_closing_the_pipe_is_an_output_error() -> None:
+def test_reader_closing_the_pipe_is_its_own_case() -> None:
     reader = subprocess.Popen(["head", "-c", "10"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    with pytest.raises(OutputError, match="closed the pipe"):
+    with pytest.raises(ReaderGone, match="closed the pipe") as exc:
         stitch((synthetic_wav(1 << 16) for _ in range(100)), "-", stdout=reader.stdin)
+    assert not isinstance(exc.value, OutputError)  # not a failure of ours: the CLI exits 0
     reader.wait()
+
+
+# --- FIFOs, devices, symlinks, stale parts ----------------------------------------
+
+
+def test_fifo_is_streamed_into_not_replaced(tmp_path) -> None:
+    fifo = tmp_path / "player.wav"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    pieces = [synthetic_wav(1000, fill=i + 1) for i in range(3)]
+    stitch(pieces, fifo)
+    got = reader.communicate(timeout=30)[0]
+    assert got[:4] == b"RIFF" and got[44:] == b"".join(pcm_of(p)[1] for p in pieces)
+    assert fifo.is_fifo() and leftovers(tmp_path) == ["player.wav"]
+
+
+def test_character_devices_are_written_not_replaced(tmp_path) -> None:
+    stitch([synthetic_wav(1000)], "/dev/null")
+    assert Path("/dev/null").is_char_device()
+    with pytest.raises(OutputError, match="cannot write to /dev/full: No space left on device"):
+        stitch([synthetic_wav(1000)], "/dev/full")
+    assert Path("/dev/full").is_char_device()
+
+
+def test_symlinked_output_replaces_the_target_not_the_link(tmp_path) -> None:
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "book.wav"
+    target.write_bytes(b"old")
+    link = tmp_path / "book.wav"
+    link.symlink_to(target)
+    stitch([synthetic_wav(1000)], link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_bytes()[:4] == b"RIFF"
+    dangling = tmp_path / "new.wav"
+    dangling.symlink_to(tmp_path / "real" / "new.wav")
+    stitch([synthetic_wav(1000)], dangling)
+    assert dangling.is_symlink() and (tmp_path / "real" / "new.wav").read_bytes()[:4] == b"RIFF"
+    assert leftovers(tmp_path / "real") == ["book.wav", "new.wav"]
+
+
+def test_stale_parts_of_the_same_output_are_removed(tmp_path) -> None:
+    """A run killed with kill -9 leaves .NAME.xxxxxxxx.part; the next write of NAME removes it."""
+    stale = tmp_path / ".book.wav.abcd1234.part"
+    stale.write_bytes(b"x" * 1000)
+    old = stitching._RUN_STARTED - 60
+    os.utime(stale, (old, old))
+    other = tmp_path / ".other.wav.abcd1234.part"  # another output's: not ours to touch
+    other.write_bytes(b"x")
+    os.utime(other, (old, old))
+    foreign = tmp_path / ".book.wav.notours.part"  # not our naming
+    foreign.write_bytes(b"x")
+    os.utime(foreign, (old, old))
+    live = tmp_path / ".book.wav.live5678.part"  # a live writer holds its lock
+    live.write_bytes(b"x")
+    os.utime(live, (old, old))
+    holder = subprocess.Popen(["flock", "-x", str(live), "sleep", "30"])
+    try:
+        for _ in range(100):  # until flock holds it
+            if subprocess.run(["flock", "-n", str(live), "true"]).returncode != 0:
+                break
+        stitch([synthetic_wav(1000)], tmp_path / "book.wav")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["book.wav", other.name, foreign.name, live.name])
+
+
+def test_a_dead_encoder_is_an_output_error_with_its_message(tmp_path) -> None:
+    """ffmpeg killed mid-encode: an OutputError (exit 9) saying so, not a quiet 'reader left'."""
+    out = tmp_path / "out" / "book.mp3"
+    out.parent.mkdir()
+    writer = open_output(out)
+    writer.add(synthetic_wav(1000))
+    assert writer._proc is not None
+    writer._proc.kill()
+    writer._proc.wait()
+    with pytest.raises(OutputError, match=r"ffmpeg stopped while encoding .*book\.mp3: killed by signal 9") as exc:
+        for _ in range(100):
+            writer.add(synthetic_wav(1 << 16))
+    writer.abort()
+    assert not isinstance(exc.value, ReaderGone)
+    assert leftovers(out.parent) == []
 
 
 # --- encoded formats ------------------------------------------------------------

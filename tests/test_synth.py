@@ -32,6 +32,18 @@ def test_builtin_voices(name: str) -> None:
     assert synth.SynthOptions(voice).flite_args() == ("-voice", name)
 
 
+@pytest.mark.parametrize("alias, name", [("cmu_us_kal", "kal"), ("cmu_us_kal_diphone", "kal"),
+                                         ("cmu_us_kal16", "kal16"), ("cmu_us_awb", "awb"),
+                                         ("cmu_us_rms", "rms"), ("cmu_us_slt", "slt")])
+def test_flites_long_voice_names(alias: str, name: str, tmp_path: Path) -> None:
+    assert synth.resolve_voice(alias) == synth.Voice(name)
+    # Native flite gives the same voice for both names (kal is also its fallback).
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    subprocess.run([FLITE, "-voice", alias, "-t", "Hello.", "-o", str(a)], check=True)
+    subprocess.run([FLITE, "-voice", name, "-t", "Hello.", "-o", str(b)], check=True)
+    assert a.read_bytes() == b.read_bytes()
+
+
 def test_voice_file(slt_vox: Path) -> None:
     voice = synth.resolve_voice(str(slt_vox))
     assert voice.name == "slt" and voice.flitevox == slt_vox.read_bytes()
@@ -46,7 +58,8 @@ def test_voice_file(slt_vox: Path) -> None:
     [
         ("foo", "unknown voice 'foo'"),
         ("Slt", "unknown voice 'Slt'"),  # flite's names are case-sensitive
-        ("awb_time", "unknown voice"),  # native flite has it; flite.wasm does not
+        ("awb_time", "'awb_time' is not built into flite.wasm"),  # native flite has it; flite.wasm does not
+        ("cmu_time_awb", "is not built into flite.wasm"),
         ("", "unknown voice"),
         ("missing.flitevox", "cannot read voice file missing.flitevox"),
         ("http://example.invalid/slt.flitevox", "voice URLs are not supported"),

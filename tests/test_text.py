@@ -47,7 +47,24 @@ def test_mostly_utf8_with_a_bad_byte_stays_utf8() -> None:
     t = decode("\u201cOne\u201d, \u201ctwo\u201d and ".encode() + b"\xff three.\n")
     assert t.encoding == "utf-8"
     assert t.text == '"One", "two" and  three.\n'
-    assert t.dropped == (("\ufffd", 1),)
+    assert (t.dropped, t.invalid_bytes) == ((), 1)
+
+
+def test_a_few_stray_bytes_do_not_make_utf8_cp1252() -> None:
+    """One accented word and three stray bytes: still UTF-8 (it was read as cp1252: "cafA(c)")."""
+    t = decode("Un caf\u00e9, s'il vous pla\u00eet.".encode() + b" \xff\xfe oops \x81.\n")
+    assert t.encoding == "utf-8"
+    assert t.text == "Un cafe, s'il vous plait.  oops .\n"
+    assert (t.invalid_bytes, t.dropped) == (3, ())
+    # ...while cp1252 whose bytes happen to form one valid sequence (a CJK character) stays cp1252.
+    assert decode(b"\x93Caf\xe9\x94\x97she said\x85 \x93Oui\x94.\r\n").encoding == "cp1252"
+    # An emoji (which flite cannot say) is still evidence of UTF-8.
+    assert decode("Hi \U0001f600!".encode() + b" \xff\n").encoding == "utf-8"
+
+
+def test_symbols_said_as_words_are_reported() -> None:
+    t = decode("It cost \u00a35, or \u00a34 \u00a9 Acme\u2122 \u2014 \u201cso\u201d.\n".encode())
+    assert t.spelled == (("\u00a3", "GBP", 2), ("\u00a9", "(c)", 1), ("\u2122", "TM", 1))
 
 
 @pytest.mark.parametrize(
