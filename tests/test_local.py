@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gflite.gwasm.executors.local import LocalExecutor, _fork_is_safe
-from gflite.gwasm.subtask import Limits, Program, Subtask, SubtaskResult
+from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 
 WatProgram = Callable[[str], Program]
 LIMITS = Limits(memory_bytes=64 << 20, subtask_timeout=1.0, output_bytes=1 << 20, stdio_bytes=4096)
@@ -132,13 +132,15 @@ def test_worker_death_is_a_failed_attempt(executor: LocalExecutor, wat_program: 
     limits = Limits(memory_bytes=64 << 20, subtask_timeout=60.0)
     future = executor.submit(wat_program("loop"), bare("loop"), limits)
     deadline = time.monotonic() + 30
-    while not any(s.worker is not None and s.attempt is not None for s in executor._slots):
+    # Once the guest runs (a death while loading is blamed on the program).
+    while not any(s.worker is not None and s.attempt is not None and not s.attempt.loading for s in executor._slots):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     (pid,) = [s.worker.pid for s in executor._slots if s.worker is not None and s.attempt is not None]
     os.kill(pid, signal.SIGKILL)
     result = future.result(timeout=10)
     assert result.reason == "worker process died unexpectedly"
+    assert result.failure is Failure.LOST
     assert executor.submit(wat_program("upper"), upper_subtask(0), LIMITS).result(timeout=60).ok
 
 

@@ -51,8 +51,13 @@ class Limits:
 
     memory_bytes: int = 1 << 30
     subtask_timeout: float = 600.0
+    # What the guest's directory may grow by: bytes as the disk pays for them
+    # (a file's size or its blocks, a directory's blocks), entries (inodes) and
+    # directory levels.
     output_bytes: int = 1 << 30
     stdio_bytes: int = 64 << 10
+    output_entries: int = 10_000
+    output_depth: int = 64
 
 
 @dataclass(frozen=True)
