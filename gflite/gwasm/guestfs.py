@@ -184,7 +184,9 @@ def read_output(workdir: Path, rel: str, budget: int) -> bytes | str:
         if st.st_size > budget:
             return "output limit exceeded"
         with os.fdopen(file_fd, "rb", closefd=False) as f:
-            data = f.read(budget + 1)
+            # Ask for what fstat saw (plus one byte, to see a file still
+            # growing): read(n) allocates n bytes up front.
+            data = f.read(min(budget, st.st_size) + 1)
         return "output limit exceeded" if len(data) > budget else data
     finally:
         os.close(file_fd)

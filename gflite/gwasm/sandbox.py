@@ -13,7 +13,8 @@ multi-memory, GC or other proposal that would add more), the size of the
 module before it is compiled, and the output tree's bytes, entries and depth
 (checked after the run). Wall time, compilation memory and an output flood
 *while* the guest runs are enforced by the executor, which runs guests in
-worker processes it caps (RLIMIT_AS, see :func:`address_space_headroom`) and
+worker processes it caps (RLIMIT_AS, see :func:`compile_headroom` and
+:func:`run_headroom`) and
 can kill; keeping epoch interruption and fuel off leaves the compiled code
 free of checks (measured on flite.wasm: epoch checks cost 13-85 %, fuel
 15-180 %, depending on the voice).
@@ -59,7 +60,7 @@ _TABLE_ENTRY_BYTES = 8
 
 # Modules larger than this are refused before compilation (flite.wasm, all
 # voices built in, is 14 MB). Compilation itself is bounded by the worker's
-# address-space cap: see address_space_headroom.
+# address-space cap: see compile_headroom.
 MAX_WASM_BYTES = 64 << 20
 
 # The one linear memory's address space: 4 GiB reserved plus a guard region,
@@ -69,10 +70,12 @@ MAX_WASM_BYTES = 64 << 20
 MEMORY_RESERVATION = 4 << 30
 MEMORY_GUARD = 32 << 20
 
-# Room beyond the memory reservation for compiling a module (flite.wasm needs
-# about XXX) and wasmtime's runtime state; a module needing more to compile
-# is refused by the operating system, not swapped in.
-COMPILE_HEADROOM = 1 << 30
+# Address space a worker may add while compiling a module (flite.wasm takes
+# about 260 MB with two compiler threads) and, apart, while running the guest
+# (wasmtime's runtime state and the host's own bookkeeping). A module needing
+# more to compile is refused by the operating system, not swapped in.
+COMPILE_HEADROOM = 768 << 20
+RUN_HEADROOM = 256 << 20
 
 # Determinism: NaN bit patterns canonicalised (unless a program opts out, see
 # Program.nan_canonicalization), relaxed SIMD pinned to its deterministic
@@ -99,12 +102,22 @@ class ProgramTooLargeError(GfliteError):
     """The module is larger than MAX_WASM_BYTES (never compiled)."""
 
 
-def address_space_headroom(limits: Limits) -> int:
-    """Bytes of address space a worker process may add while it loads and runs
-    one guest under ``limits``: the memory's reservation and guard, the
-    table's cap and room to compile. The guest's own use is capped inside
-    this by the store limits."""
-    return MEMORY_RESERVATION + MEMORY_GUARD + MAX_TABLE_ELEMENTS * _TABLE_ENTRY_BYTES + COMPILE_HEADROOM
+def compile_headroom() -> int:
+    """Bytes of address space a worker process may add while it loads or
+    compiles a program. Compilation happens before any memory is reserved, so
+    this is its cap, not the memory reservation's."""
+    return COMPILE_HEADROOM
+
+
+def run_headroom(limits: Limits) -> int:
+    """Bytes of address space a worker process may add while it runs one guest
+    under ``limits``: the one memory's reservation and guard, the table's cap,
+    the outputs and captured stdio it reads back, and wasmtime's own state.
+    What the guest touches inside the reservation is capped by the store
+    limits, so resident memory stays under ``memory_bytes`` plus the rest."""
+    table = MAX_TABLE_ELEMENTS * _TABLE_ENTRY_BYTES
+    readback = limits.output_bytes + 2 * limits.stdio_bytes
+    return MEMORY_RESERVATION + MEMORY_GUARD + table + readback + RUN_HEADROOM
 
 
 def _config(nan_canonicalization: bool) -> wasmtime.Config:
@@ -336,6 +349,21 @@ def _limit_error(msg: str) -> bool:
     return "limit" in msg and any(word in msg for word in ("memor", "table", "instance", "resource"))
 
 
+def load_failure(exc: Exception) -> tuple[str, Failure]:
+    """The reason and failure kind for an exception from loading a program."""
+    import wasmtime
+
+    if isinstance(exc, ProgramTooLargeError):
+        return f"cannot load program: {exc}", Failure.LIMIT
+    if isinstance(exc, MemoryError):
+        return "cannot load program: compiling it needs more memory than the cap for compiling", Failure.LIMIT
+    if isinstance(exc, GfliteError):
+        return f"cannot load program: {exc}", Failure.GUEST
+    if isinstance(exc, wasmtime.WasmtimeError):
+        return f"cannot link program: {_first_line(exc)}", Failure.GUEST
+    raise exc
+
+
 def execute(
     program: Program, subtask: Subtask, limits: Limits, workdir: Path, *, provider: str = "local"
 ) -> SubtaskResult:
@@ -363,12 +391,8 @@ def execute(
 
     try:
         pre = _instance_pre(program)
-    except ProgramTooLargeError as exc:
-        return result(False, f"cannot load program: {exc}", Failure.LIMIT)
-    except GfliteError as exc:
-        return result(False, f"cannot load program: {exc}", Failure.GUEST)
-    except wasmtime.WasmtimeError as exc:
-        return result(False, f"cannot link program: {_first_line(exc)}", Failure.GUEST)
+    except Exception as exc:
+        return result(False, *load_failure(exc))
     baseline = guestfs.usage(workdir)
     memory_reason = f"memory limit of {format_bytes(limits.memory_bytes)} exceeded"
 

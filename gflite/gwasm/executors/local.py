@@ -16,8 +16,9 @@ A dispatcher thread in the parent
 
 Inside a worker, each attempt (loading or compiling the program included) runs
 under an address-space cap (RLIMIT_AS): what the process maps already plus
-:func:`sandbox.address_space_headroom`, so neither a guest nor a module that
-takes gigabytes to compile can take the machine's memory.
+:func:`sandbox.compile_headroom` while it loads the program, plus
+:func:`sandbox.run_headroom` while the guest runs, so neither a guest nor a
+module that takes gigabytes to compile can take the machine's memory.
 
 Nothing one attempt does can stop the dispatcher: its bookkeeping errors fail
 that attempt only, and a slot whose attempt directory cannot be removed is
@@ -184,12 +185,22 @@ def _worker_loop(job_fd: int, result_fd: int, parent_pid: int) -> None:
             return
         program, subtask, limits, workdir, provider = job  # type: ignore[misc]
         try:
-            with _address_space_cap(sandbox.address_space_headroom(limits)):
-                # Load before the file-size cap: a cache miss writes the compiled module.
-                with contextlib.suppress(Exception):
+            # Load (at worst compile) under its own cap and before the
+            # file-size cap: a cache miss writes the compiled module.
+            failed: tuple[str, Failure] | None = None
+            try:
+                with _address_space_cap(sandbox.compile_headroom()):
                     sandbox.load_module(program)
-                _send(result_fd, ("started", None))
-                with _file_size_limit(limits.output_bytes):
+            except Exception as exc:  # never compiled again under the larger cap below
+                failed = sandbox.load_failure(exc)
+            _send(result_fd, ("started", None))
+            if failed is not None:
+                reason, failure = failed
+                result = SubtaskResult(
+                    index=subtask.index, name=subtask.name, ok=False, reason=reason, provider=provider, failure=failure
+                )
+            else:
+                with _address_space_cap(sandbox.run_headroom(limits)), _file_size_limit(limits.output_bytes):
                     result = sandbox.execute(program, subtask, limits, Path(workdir), provider=provider)
         except BrokenPipeError:
             return
