@@ -7,6 +7,7 @@ they are in test_local.py.
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 
 import struct
@@ -16,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from gflite.gwasm import sandbox
+from gflite.gwasm import guestfs, sandbox
 from gflite.gwasm.cache import ModuleCache
-from gflite.gwasm.subtask import Limits, Program, Subtask
+from gflite.gwasm.subtask import Failure, Limits, Program, Subtask
 
 LIMITS = Limits(memory_bytes=64 << 20, subtask_timeout=2.0, output_bytes=1 << 20, stdio_bytes=4096)
 SECRET = b"TOP SECRET host file\n"
@@ -69,6 +70,7 @@ def test_trap(wat_program: WatProgram) -> None:
     assert not result.ok
     assert result.reason.startswith("trap: unreachable")
     assert "\n" not in result.reason
+    assert result.failure is Failure.GUEST
     assert result.exit_code is None
 
 
@@ -90,6 +92,7 @@ def test_memory_bomb(wat_program: WatProgram) -> None:
     result = sandbox.run_subtask(wat_program("membomb"), subtask(), LIMITS)
     assert not result.ok
     assert result.reason.startswith("memory limit of 64 MiB exceeded"), result.reason
+    assert result.failure is Failure.LIMIT
 
 
 def test_memory_too_small_to_start(wat_program: WatProgram) -> None:
@@ -105,6 +108,7 @@ def test_output_limit_after_the_run(wat_program: WatProgram) -> None:
     result = sandbox.run_subtask(wat_program("upper"), subtask(("in.txt", "out.txt"), {"in.txt": big}), limits)
     assert not result.ok
     assert result.reason == "output limit of 1 KiB exceeded"
+    assert result.failure is Failure.LIMIT
 
 
 def test_stdout_is_captured_up_to_the_limit(wat_program: WatProgram) -> None:
@@ -162,6 +166,7 @@ def test_output_symlink_is_never_followed_by_the_host(wat_program: WatProgram, s
 def test_bad_input_path_is_refused(wat_program: WatProgram) -> None:
     result = sandbox.run_subtask(wat_program("upper"), subtask(("x",), {"../x": b""}), LIMITS)
     assert not result.ok and result.reason.startswith("bad input:")
+    assert result.failure is Failure.BAD_INPUT
 
 
 def test_not_a_command(wat_program: WatProgram) -> None:
@@ -240,3 +245,105 @@ def test_no_host_stdin_and_no_environment(wat_program: WatProgram, tmp_path: Pat
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode().strip() == "(True, 0, b'')"
+
+
+# --- the whole guest is bounded -------------------------------------------------
+
+
+@pytest.mark.parametrize("guest", ["multimem", "tables"])
+def test_one_memory_one_table(wat_program: WatProgram, guest: str) -> None:
+    # Store limits count per memory and per table: four memories or 100 tables
+    # would each get the whole limit. Refused before the guest starts.
+    result = sandbox.run_subtask(wat_program(guest), subtask(outputs=()), Limits(memory_bytes=256 << 20))
+    assert not result.ok
+    assert result.failure in (Failure.GUEST, Failure.LIMIT)
+    assert result.reason.startswith(("cannot load program", "memory limit")), result.reason
+
+
+def test_gc_and_multi_memory_are_off() -> None:
+    import wasmtime
+
+    for wat in ("(module (memory 1) (memory 1))", "(module (type (struct)))", "(module (memory i64 1))"):
+        with pytest.raises(wasmtime.WasmtimeError):
+            wasmtime.Module(sandbox.engine(), wasmtime.wat2wasm(wat))
+    assert "no-multi-memory" in sandbox.CONFIG_ID and "no-gc" in sandbox.CONFIG_ID
+
+
+def test_a_module_over_the_size_cap_is_never_compiled(
+    wat_program: WatProgram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = wat_program("upper")
+    monkeypatch.setattr(sandbox, "MAX_WASM_BYTES", program.path.stat().st_size - 1)
+    result = sandbox.run_subtask(program, subtask(("in.txt", "out.txt"), {"in.txt": b"x"}), LIMITS)
+    assert not result.ok and result.failure is Failure.LIMIT
+    assert "module size limit" in result.reason
+
+
+# --- the output cap counts what the disk pays for ---------------------------------
+
+
+@pytest.mark.parametrize("guest", ["manydirs", "deepbytes"])
+def test_output_cap_counts_directories_and_deep_bytes(wat_program: WatProgram, guest: str) -> None:
+    result = sandbox.run_subtask(wat_program(guest), subtask(outputs=()), LIMITS)
+    assert not result.ok and result.failure is Failure.LIMIT
+    assert result.reason == "output limit of 1 MiB exceeded"
+
+
+def test_output_cap_counts_entries(wat_program: WatProgram) -> None:
+    limits = dataclasses.replace(LIMITS, output_bytes=1 << 30, output_entries=1000)
+    result = sandbox.run_subtask(wat_program("manydirs"), subtask(outputs=()), limits)
+    assert result.reason == "output limit of 1000 files and directories exceeded"
+
+
+def _deep_tree(root: Path, depth: int, name: str = "d", payload: bytes = b"") -> None:
+    """``depth`` nested directories under ``root``, made through directory fds
+    (so the path may grow past PATH_MAX), with ``payload`` in a file at the bottom."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir(name, dir_fd=fd)
+        sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    if payload:
+        out = os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(out, payload)
+        os.close(out)
+    os.close(fd)
+
+
+def test_usage_counts_past_path_max(tmp_path: Path) -> None:
+    _deep_tree(tmp_path, 30, "n" * 200, b"x" * 100_000)  # a 6 KB path to the file
+    found = guestfs.usage(tmp_path)
+    assert (found.depth, found.entries) == (31, 31)
+    assert found.bytes >= 100_000
+
+
+def test_remove_tree_is_not_recursive(tmp_path: Path) -> None:
+    # shutil.rmtree recurses on Python < 3.12 and raises RecursionError here.
+    top = tmp_path / "top"
+    top.mkdir()
+    _deep_tree(top, 1500, payload=b"bottom")
+    sandbox.remove_tree(top)
+    assert not top.exists()
+
+
+def test_deep_guest_tree_is_refused_and_removed(
+    wat_program: WatProgram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    result = sandbox.run_subtask(wat_program("deeptree"), subtask(outputs=()), LIMITS)
+    assert not result.ok and result.failure is Failure.LIMIT
+    assert result.reason == "output limit of 64 directory levels exceeded"
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- determinism: virtual clock and random -----------------------------------------
+
+
+def test_clock_and_random_are_virtual(wat_program: WatProgram) -> None:
+    runs = [sandbox.run_subtask(wat_program("clock"), subtask(outputs=()), LIMITS) for _ in range(2)]
+    assert all(r.ok for r in runs), [r.reason for r in runs]
+    assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout) == 104
+    realtime = int.from_bytes(runs[0].stdout[:8], "little")
+    assert realtime == sandbox.EPOCH_NS + sandbox.TICK_NS
+    assert runs[0].stdout[40:] != bytes(64)

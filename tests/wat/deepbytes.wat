@@ -20,7 +20,7 @@
   (func $fill (param $dir i32) (param $name i32) (local $fd i32) (local $n i32)
     ;; oflags 9 = creat|trunc
     (if (call $path_open (local.get $dir) (i32.const 0) (local.get $name) (i32.const 2)
-          (i32.const 9) (i64.const -1) (i64.const -1) (i32.const 0) (i32.const 1024))
+          (i32.const 9) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 1024))
       (then (call $proc_exit (i32.const 3))))
     (local.set $fd (i32.load (i32.const 1024)))
     (i32.store (i32.const 1032) (i32.const 65536))
@@ -38,7 +38,7 @@
       (br_if $done (i32.ge_u (local.get $i) (i32.const 40)))
       (if (call $mkdir (local.get $fd) (i32.const 0) (i32.const 250)) (then (call $proc_exit (i32.const 1))))
       (if (call $path_open (local.get $fd) (i32.const 0) (i32.const 0) (i32.const 250)
-            (i32.const 2) (i64.const -1) (i64.const -1) (i32.const 0) (i32.const 1024))
+            (i32.const 2) (i64.const 0) (i64.const 0) (i32.const 0) (i32.const 1024))
         (then (call $proc_exit (i32.const 2))))
       (if (i32.ne (local.get $fd) (i32.const 3)) (then (drop (call $fd_close (local.get $fd)))))
       (local.set $fd (i32.load (i32.const 1024)))

@@ -18,7 +18,7 @@
       (if (call $mkdir (local.get $fd) (i32.const 0) (i32.const 1)) (then (call $proc_exit (i32.const 1))))
       ;; oflags 2 = directory
       (if (call $path_open (local.get $fd) (i32.const 0) (i32.const 0) (i32.const 1)
-            (i32.const 2) (i64.const -1) (i64.const -1) (i32.const 0) (i32.const 16))
+            (i32.const 2) (i64.const 0) (i64.const 0) (i32.const 0) (i32.const 16))
         (then (call $proc_exit (i32.const 2))))
       (if (i32.ne (local.get $fd) (i32.const 3)) (then (drop (call $fd_close (local.get $fd)))))
       (local.set $fd (i32.load (i32.const 16)))

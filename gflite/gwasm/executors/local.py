@@ -40,6 +40,7 @@ import struct
 import sys
 import tempfile
 import threading
+import queue
 import time
 import warnings
 from collections import deque
@@ -400,6 +401,7 @@ class _Slot:
     worker: _Worker | None = None
     attempt: _Attempt | None = None
     retired: str = ""  # why this slot takes no more work, once it does not
+    cleaning: bool = False  # its last attempt's directory is still being removed
 
     @property
     def provider(self) -> str:
@@ -440,6 +442,8 @@ class LocalExecutor(Executor):
         self._closed = False
         self._crash: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._janitor: threading.Thread | None = None
+        self._cleanups: queue.SimpleQueue[tuple[_Slot, _Attempt, SubtaskResult] | None] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -474,8 +478,10 @@ class LocalExecutor(Executor):
             self._queue.append(attempt)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._dispatch, name="gwasm-local-dispatcher", daemon=True)
+                self._janitor = threading.Thread(target=self._clean, name="gwasm-local-janitor", daemon=True)
                 with _dispatchers_lock:
-                    _dispatchers.add(self._thread)
+                    _dispatchers.update((self._thread, self._janitor))
+                self._janitor.start()
                 self._thread.start()
         self._wake()
         return future
@@ -560,7 +566,7 @@ class LocalExecutor(Executor):
         for attempt in orphans:
             self._queue.remove(attempt)
         free = sorted(
-            (s for s in self._slots if s.attempt is None and not s.retired),
+            (s for s in self._slots if s.attempt is None and not s.retired and not s.cleaning),
             key=lambda s: (s.worker is None, s.index),
         )
         for slot in free:
@@ -698,24 +704,41 @@ class LocalExecutor(Executor):
         )
 
     def _finish(self, slot: _Slot, result: SubtaskResult) -> None:
-        """End the slot's attempt with ``result``, after removing its directory.
+        """End the slot's attempt with ``result`` once its directory is removed.
 
-        A directory that cannot be removed retires the slot: its disk is no
-        longer known to be clean, so it takes no more work, and the attempt
-        fails saying so (the engine retries it elsewhere)."""
+        Removal runs on the janitor thread (thousands of directories take
+        seconds on some disks, and the dispatcher must keep time for the other
+        slots); the slot takes no new attempt until it is done."""
         attempt = slot.attempt
         slot.attempt = None
         if attempt is None:
             return
-        if attempt.workdir is not None:
-            try:
-                guestfs.remove_tree(attempt.workdir)
-            except Exception as exc:
-                self._kill(slot)
-                slot.retired = f"cannot remove {attempt.workdir}: {exc}"
-                why = f"provider {slot.provider} cannot clean up after this attempt and takes no more work: {slot.retired}"
-                result = self._failure(slot, attempt, why, Failure.LOST)
-        self._settle(attempt, result)
+        if attempt.workdir is None:
+            self._settle(attempt, result)
+            return
+        slot.cleaning = True
+        self._cleanups.put((slot, attempt, result))
+
+    def _clean(self) -> None:
+        """The janitor thread: removes finished attempts' directories, then
+        settles their futures. A directory that cannot be removed retires its
+        slot: its disk is no longer known to be clean, so it takes no more
+        work, and the attempt fails saying so (the engine retries it elsewhere)."""
+        try:
+            while (item := self._cleanups.get()) is not None:
+                slot, attempt, result = item
+                try:
+                    guestfs.remove_tree(attempt.workdir)  # type: ignore[arg-type]
+                except Exception as exc:
+                    slot.retired = f"cannot remove {attempt.workdir}: {exc}"
+                    why = f"provider {slot.provider} cannot clean up after this attempt and takes no more work: "
+                    result = self._failure(slot, attempt, why + slot.retired, Failure.LOST)
+                slot.cleaning = False
+                self._settle(attempt, result)
+                self._wake()
+        finally:
+            with _dispatchers_lock:
+                _dispatchers.discard(threading.current_thread())
 
     @staticmethod
     def _settle(attempt: _Attempt, result: SubtaskResult) -> None:
@@ -730,12 +753,13 @@ class LocalExecutor(Executor):
             if slot.attempt is not None:
                 attempt = slot.attempt
                 self._kill(slot)
-                with contextlib.suppress(Exception):
-                    self._finish(slot, self._failure(slot, attempt, "cancelled: executor closed", Failure.CANCELLED))
-                self._settle(attempt, self._failure(slot, attempt, "cancelled: executor closed", Failure.CANCELLED))
+                self._finish(slot, self._failure(slot, attempt, "cancelled: executor closed", Failure.CANCELLED))
             elif slot.worker is not None:
                 slot.worker.stop()
                 slot.worker = None
+        self._cleanups.put(None)
+        if self._janitor is not None:
+            self._janitor.join()
         with self._lock:
             queued = list(self._queue)
             self._queue.clear()
