@@ -350,6 +350,12 @@ def test_output_cap_counts_what_the_disk_pays(
     assert result.reason == reason
 
 
+def test_output_cap_counts_entries(executor: LocalExecutor, wat_program: WatProgram) -> None:
+    limits = Limits(memory_bytes=64 << 20, subtask_timeout=30.0, output_bytes=1 << 30, output_entries=500)
+    result = executor.submit(wat_program("manydirs"), Subtask(0, "m", (), (), ()), limits).result(timeout=60)
+    assert result.reason == "output limit of 500 files and directories exceeded"
+
+
 def test_bookkeeping_error_fails_only_its_attempt(
     executor: LocalExecutor, wat_program: WatProgram, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -282,17 +282,12 @@ def test_a_module_over_the_size_cap_is_never_compiled(
 # --- the output cap counts what the disk pays for ---------------------------------
 
 
-@pytest.mark.parametrize("guest", ["manydirs", "deepbytes"])
-def test_output_cap_counts_directories_and_deep_bytes(wat_program: WatProgram, guest: str) -> None:
-    result = sandbox.run_subtask(wat_program(guest), subtask(outputs=()), LIMITS)
+def test_output_cap_counts_bytes_past_path_max(wat_program: WatProgram) -> None:
+    # 1.5 MiB in two files below a 10 KB path. (A guest that floods the disk
+    # with directories needs a process to kill: see test_local.py.)
+    result = sandbox.run_subtask(wat_program("deepbytes"), subtask(outputs=()), LIMITS)
     assert not result.ok and result.failure is Failure.LIMIT
     assert result.reason == "output limit of 1 MiB exceeded"
-
-
-def test_output_cap_counts_entries(wat_program: WatProgram) -> None:
-    limits = dataclasses.replace(LIMITS, output_bytes=1 << 30, output_entries=1000)
-    result = sandbox.run_subtask(wat_program("manydirs"), subtask(outputs=()), limits)
-    assert result.reason == "output limit of 1000 files and directories exceeded"
 
 
 def _deep_tree(root: Path, depth: int, name: str = "d", payload: bytes = b"") -> None:
@@ -322,19 +317,9 @@ def test_remove_tree_is_not_recursive(tmp_path: Path) -> None:
     # shutil.rmtree recurses on Python < 3.12 and raises RecursionError here.
     top = tmp_path / "top"
     top.mkdir()
-    _deep_tree(top, 1500, payload=b"bottom")
+    _deep_tree(top, 1200, payload=b"bottom")
     sandbox.remove_tree(top)
     assert not top.exists()
-
-
-def test_deep_guest_tree_is_refused_and_removed(
-    wat_program: WatProgram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    result = sandbox.run_subtask(wat_program("deeptree"), subtask(outputs=()), LIMITS)
-    assert not result.ok and result.failure is Failure.LIMIT
-    assert result.reason == "output limit of 64 directory levels exceeded"
-    assert list(tmp_path.iterdir()) == []
 
 
 # --- determinism: virtual clock and random -----------------------------------------
