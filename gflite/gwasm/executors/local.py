@@ -393,6 +393,7 @@ class _Attempt:
     deadline: float = 0.0
     abort: bool = False
     loading: bool = True  # until the worker says the program is loaded
+    guest_started: float = 0.0  # when it did: what a failed attempt's seconds count from
 
 
 @dataclass
@@ -660,7 +661,8 @@ class LocalExecutor(Executor):
                 self._finish(slot, self._failure(slot, attempt, "worker process died unexpectedly", Failure.LOST))
         elif message[0] == "started":  # type: ignore[index]
             attempt.loading = False
-            attempt.deadline = time.monotonic() + attempt.limits.subtask_timeout
+            attempt.guest_started = time.monotonic()
+            attempt.deadline = attempt.guest_started + attempt.limits.subtask_timeout
         else:
             self._finish(slot, message[1])  # type: ignore[index]
 
@@ -699,7 +701,9 @@ class LocalExecutor(Executor):
             ok=False,
             reason=reason,
             provider=slot.provider if slot is not None else "local",
-            seconds=time.monotonic() - attempt.started if attempt.started else 0.0,
+            # Like the sandbox's CPU seconds, counted from the guest's start
+            # (loading the program is the provider's business).
+            seconds=time.monotonic() - attempt.guest_started if attempt.guest_started else 0.0,
             failure=failure,
         )
 
