@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+# What a guest can observe besides its program and inputs (the sandbox's
+# virtual clock and random source, see sandbox.py): part of every result's key,
+# so results from before it changed are never replayed as if made under it.
+GUEST_WORLD = "virtual-clock-1"
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -33,7 +39,8 @@ class Program:
 
     @property
     def config_id(self) -> str:
-        return "nan-canonical" if self.nan_canonicalization else "nan-native"
+        nan = "nan-canonical" if self.nan_canonicalization else "nan-native"
+        return f"{GUEST_WORLD};{nan}"
 
     @classmethod
     def from_path(cls, path: Path | str, *, nan_canonicalization: bool = True) -> Program:
