@@ -324,3 +324,41 @@ def test_an_output_symlink_is_replaced_not_followed(tmp_path: Path, wat_program:
     write_outputs(spec, SubtaskResult(0, "subtask1", ok=True, outputs=(("out.txt", b"new"),)))
     assert victim.read_text() == "keep me"
     assert (spec.output_dir / "subtask1" / "out.txt").read_bytes() == b"new"
+
+
+def test_a_file_swapped_for_a_symlink_after_the_listing_is_never_read(
+    tmp_path: Path, wat_program: WatProgram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race an attacker needs many tries for, made certain: right after the
+    # loader looks at in.txt (a regular file), it becomes a link to a host file.
+    path = make_task(tmp_path, wat_program("upper").path.read_bytes())
+    secret = tmp_path / "secret"
+    secret.write_text("TOP SECRET host file")
+    victim = tmp_path / "test_in" / "subtask1" / "in.txt"
+    real_stat, real_lstat = os.stat, os.lstat
+    swapped: list[bool] = []
+
+    def swap_after(result: os.stat_result) -> os.stat_result:
+        if not swapped and stat.S_ISREG(result.st_mode) and result.st_size == len("input of subtask1\n"):
+            swapped.append(True)
+            victim.unlink()
+            victim.symlink_to(secret)
+        return result
+
+    def fake_stat(p, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real_stat(p, *args, **kwargs)
+        return swap_after(result) if p == "in.txt" and kwargs.get("follow_symlinks") is False else result
+
+    def fake_lstat(p, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real_lstat(p, *args, **kwargs)
+        return swap_after(result) if Path(p) == victim else result
+
+    monkeypatch.setattr(os, "stat", fake_stat)
+    monkeypatch.setattr(os, "lstat", fake_lstat)
+    try:
+        spec = load_task(path)
+    except TaskFileError as exc:
+        assert "input in.txt changed while the folder was read" in str(exc)
+    else:
+        pytest.fail(f"loaded {spec.subtasks[0].inputs!r}")
+    assert swapped
