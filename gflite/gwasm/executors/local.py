@@ -549,7 +549,8 @@ class LocalExecutor(Executor):
             attempt = slot.attempt
             if attempt is None:
                 return
-            self._kill(slot)
+            with contextlib.suppress(Exception):
+                self._kill(slot)
             why = f"executor error: {type(exc).__name__}: {exc}"
             try:
                 self._finish(slot, self._failure(slot, attempt, why, Failure.LOST))
@@ -733,12 +734,13 @@ class LocalExecutor(Executor):
                 slot, attempt, result = item
                 try:
                     guestfs.remove_tree(attempt.workdir)  # type: ignore[arg-type]
-                except Exception as exc:
+                except BaseException as exc:  # RecursionError included, were there a bug
                     slot.retired = f"cannot remove {attempt.workdir}: {exc}"
                     why = f"provider {slot.provider} cannot clean up after this attempt and takes no more work: "
                     result = self._failure(slot, attempt, why + slot.retired, Failure.LOST)
                 slot.cleaning = False
-                self._settle(attempt, result)
+                with contextlib.suppress(Exception):
+                    self._settle(attempt, result)
                 self._wake()
         finally:
             with _dispatchers_lock:
