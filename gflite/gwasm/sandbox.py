@@ -253,32 +253,44 @@ class _VirtualWorld:
 _current = threading.local()
 
 
+_U32 = 0xFFFFFFFF  # wasm passes i32 as signed; WASI means unsigned
+
+
 def _write_guest(caller: wasmtime.Caller, data: bytes, ptr: int) -> int:
     import wasmtime
 
+    ptr &= _U32
     memory = caller.get("memory")
-    if not isinstance(memory, wasmtime.Memory) or ptr < 0 or ptr + len(data) > memory.data_len(caller):
+    if not isinstance(memory, wasmtime.Memory) or ptr + len(data) > memory.data_len(caller):
         return _ERRNO_FAULT
     memory.write(caller, data, ptr)
     return 0
 
 
 def _clock_time_get(caller: wasmtime.Caller, clock: int, _precision: int, ptr: int) -> int:
-    if not 0 <= clock < _CLOCKS:
+    if not 0 <= clock & _U32 < _CLOCKS:
         return _ERRNO_INVAL
-    return _write_guest(caller, _current.world.now(clock).to_bytes(8, "little"), ptr)
+    return _write_guest(caller, _current.world.now(clock & _U32).to_bytes(8, "little"), ptr)
 
 
 def _clock_res_get(caller: wasmtime.Caller, clock: int, ptr: int) -> int:
-    if not 0 <= clock < _CLOCKS:
+    if not 0 <= clock & _U32 < _CLOCKS:
         return _ERRNO_INVAL
     return _write_guest(caller, TICK_NS.to_bytes(8, "little"), ptr)
 
 
 def _random_get(caller: wasmtime.Caller, ptr: int, length: int) -> int:
-    if length < 0 or length > (64 << 20):
+    import wasmtime
+
+    ptr, length = ptr & _U32, length & _U32
+    memory = caller.get("memory")
+    if not isinstance(memory, wasmtime.Memory) or ptr + length > memory.data_len(caller):
         return _ERRNO_FAULT
-    return _write_guest(caller, _current.world.random(length), ptr)
+    # In pieces: the host never holds more than 64 KiB of it at once.
+    world = _current.world
+    for offset in range(0, length, 1 << 16):
+        memory.write(caller, world.random(min(1 << 16, length - offset)), ptr + offset)
+    return 0
 
 
 def _define_virtual_world(linker: wasmtime.Linker) -> None:
