@@ -332,3 +332,18 @@ def test_clock_and_random_are_virtual(wat_program: WatProgram) -> None:
     realtime = int.from_bytes(runs[0].stdout[:8], "little")
     assert realtime == sandbox.EPOCH_NS + sandbox.TICK_NS
     assert runs[0].stdout[40:] != bytes(64)
+
+
+def test_remove_tree_handles_wide_and_locked_directories(tmp_path: Path) -> None:
+    # (Run as root, the read-only directory is no obstacle; as a user it is.)
+    top = tmp_path / "top"
+    (top / "wide").mkdir(parents=True)
+    for i in range(300):
+        (top / "wide" / f"f{i}").write_bytes(b"x")
+    (top / "locked" / "inner").mkdir(parents=True)
+    (top / "locked" / "inner" / "file").write_bytes(b"y")
+    os.chmod(top / "locked" / "inner", 0o500)
+    (top / "link").symlink_to("/etc")
+    sandbox.remove_tree(top)
+    assert not top.exists()
+    assert os.path.isdir("/etc")

@@ -226,7 +226,8 @@ def remove_tree(path: Path | str) -> None:
                     progress = True
                     continue
                 if not st.st_mode & stat.S_IWUSR or not st.st_mode & stat.S_IXUSR:
-                    os.chmod(name, 0o700, dir_fd=top, follow_symlinks=False)
+                    # A directory (just seen by lstat, and nobody writes the tree now).
+                    os.chmod(name, 0o700, dir_fd=top)
                 try:
                     os.rmdir(name, dir_fd=top)
                     progress = True
