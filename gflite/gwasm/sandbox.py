@@ -31,6 +31,7 @@ loading the runtime.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -482,7 +483,7 @@ def run_subtask(
     program: Program, subtask: Subtask, limits: Limits, *, provider: str = "local"
 ) -> SubtaskResult:
     """Run one attempt of ``subtask`` in this process, in a fresh private
-    directory that is removed afterwards (raises OSError if it cannot be).
+    directory that is removed afterwards (if it cannot be, the attempt fails).
 
     Memory and output size are enforced; wall time and compilation memory are
     not (use an executor for that), so call this only with programs you trust
@@ -490,17 +491,32 @@ def run_subtask(
     """
     workdir = Path(tempfile.mkdtemp(prefix="gwasm-"))
     try:
+        materialise(subtask, workdir)
+    except (ValueError, OSError) as exc:  # e.g. "../x", or "a" both a file and a folder
+        result = SubtaskResult(
+            index=subtask.index,
+            name=subtask.name,
+            ok=False,
+            reason=f"bad input: {exc}",
+            provider=provider,
+            failure=Failure.BAD_INPUT,
+        )
+    else:
         try:
-            materialise(subtask, workdir)
-        except (ValueError, OSError) as exc:  # e.g. "../x", or "a" both a file and a folder
-            return SubtaskResult(
-                index=subtask.index,
-                name=subtask.name,
-                ok=False,
-                reason=f"bad input: {exc}",
-                provider=provider,
-                failure=Failure.BAD_INPUT,
-            )
-        return execute(program, subtask, limits, workdir, provider=provider)
-    finally:
+            result = execute(program, subtask, limits, workdir, provider=provider)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                remove_tree(workdir)
+            raise
+    try:
         remove_tree(workdir)
+    except OSError as exc:
+        return SubtaskResult(
+            index=subtask.index,
+            name=subtask.name,
+            ok=False,
+            reason=f"cannot remove the guest's directory {workdir}: {exc}",
+            provider=provider,
+            failure=Failure.LOST,
+        )
+    return result
