@@ -406,7 +406,7 @@ def test_a_slot_that_cannot_clean_up_retires(wat_program: WatProgram, monkeypatc
 
 
 def test_clock_and_random_are_the_same_in_every_process(wat_program: WatProgram) -> None:
-    from gflite.gwasm import sandbox
+    from gflite.gwasm import guestworld
 
     clock = Subtask(0, "clock", (), (), ())
     answers = set()
@@ -419,8 +419,8 @@ def test_clock_and_random_are_the_same_in_every_process(wat_program: WatProgram)
     assert len(answers) == 1
     (out,) = answers
     times = [int.from_bytes(out[i : i + 8], "little") for i in range(0, 40, 8)]
-    tick = sandbox.TICK_NS
-    assert times == [sandbox.EPOCH_NS + tick, 2 * tick, sandbox.EPOCH_NS + 3 * tick, 4 * tick, tick]
+    tick = guestworld.TICK_NS
+    assert times == [guestworld.EPOCH_NS + tick, 2 * tick, guestworld.EPOCH_NS + 3 * tick, 4 * tick, tick]
     # Seeded by the subtask's key: another subtask draws other random bytes.
     other = Subtask(1, "clock", ("other",), (), ())
     with LocalExecutor(1) as ex:

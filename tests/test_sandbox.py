@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gflite.gwasm import guestfs, sandbox
+from gflite.gwasm import guestfs, guestworld, sandbox
 from gflite.gwasm.cache import ModuleCache
 from gflite.gwasm.subtask import Failure, Limits, Program, Subtask
 
@@ -330,7 +330,7 @@ def test_clock_and_random_are_virtual(wat_program: WatProgram) -> None:
     assert all(r.ok for r in runs), [r.reason for r in runs]
     assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout) == 104
     realtime = int.from_bytes(runs[0].stdout[:8], "little")
-    assert realtime == sandbox.EPOCH_NS + sandbox.TICK_NS
+    assert realtime == guestworld.EPOCH_NS + guestworld.TICK_NS
     assert runs[0].stdout[40:] != bytes(64)
 
 

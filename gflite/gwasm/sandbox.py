@@ -19,9 +19,8 @@ can kill; keeping epoch interruption and fuel off leaves the compiled code
 free of checks (measured on flite.wasm: epoch checks cost 13-85 %, fuel
 15-180 %, depending on the voice).
 
-Determinism: the guest's clocks and random source are virtual (a fixed epoch
-advancing one millisecond per reading; a PRNG seeded from the subtask's key),
-so the same subtask gives the same bytes on every provider.
+Determinism: the guest's clocks and random source are virtual (see
+:mod:`guestworld`), so the same subtask gives the same bytes on every provider.
 
 Guest behaviour never raises: every failure is a ``SubtaskResult`` with
 ``ok=False``, a ``failure`` kind and a one-line ``reason``. wasmtime is
@@ -32,7 +31,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import os
 import tempfile
 import threading
@@ -41,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gflite.errors import GfliteError
-from gflite.gwasm import guestfs
+from gflite.gwasm import guestfs, guestworld
 from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 
 if TYPE_CHECKING:
@@ -88,10 +86,6 @@ CONFIG_ID = (
     "no-memory64;no-tail-call;no-component-model;"
     f"reservation-{MEMORY_RESERVATION};guard-{MEMORY_GUARD};virtual-clock-random"
 )
-
-# The virtual clock: what the guest reads as the time.
-EPOCH_NS = guestfs.FIXED_MTIME_NS
-TICK_NS = 1_000_000  # each reading is one millisecond after the previous one
 
 _lock = threading.Lock()
 _engines: dict[bool, tuple[wasmtime.Engine, wasmtime.Linker]] = {}
@@ -156,7 +150,7 @@ def _engine_and_linker(nan_canonicalization: bool = True) -> tuple[wasmtime.Engi
             eng = wasmtime.Engine(_config(nan_canonicalization))
             linker = wasmtime.Linker(eng)
             linker.define_wasi()
-            _define_virtual_world(linker)
+            guestworld.define(linker)
             if not _engines:
                 atexit.register(_release)
             pair = _engines[nan_canonicalization] = (eng, linker)
@@ -214,97 +208,6 @@ def _instance_pre(program: Program) -> wasmtime.InstancePre:
         if pre is None:
             pre = _pres[key] = linker.instantiate_pre(module)
         return pre
-
-
-# --- the guest's virtual clock and random source -------------------------------
-
-_ERRNO_FAULT = 21
-_ERRNO_INVAL = 28
-_CLOCKS = 4  # realtime, monotonic, process CPU time, thread CPU time
-
-
-class _VirtualWorld:
-    """One guest's clock and random source: a function of its subtask's key only."""
-
-    def __init__(self, seed: bytes) -> None:
-        self.seed = seed
-        self.readings = 0
-        self.block = 0
-        self.pool = b""
-
-    def now(self, clock: int) -> int:
-        self.readings += 1
-        since = self.readings * TICK_NS
-        return EPOCH_NS + since if clock == 0 else since
-
-    def random(self, n: int) -> bytes:
-        out = bytearray()
-        while len(out) < n:
-            if not self.pool:
-                self.pool = hashlib.sha256(self.seed + self.block.to_bytes(8, "little")).digest()
-                self.block += 1
-            take = min(n - len(out), len(self.pool))
-            out += self.pool[:take]
-            self.pool = self.pool[take:]
-        return bytes(out)
-
-
-# The running guest's world. One guest runs per thread at a time; the host
-# functions below are shared by every store of the engine's linker.
-_current = threading.local()
-
-
-_U32 = 0xFFFFFFFF  # wasm passes i32 as signed; WASI means unsigned
-
-
-def _write_guest(caller: wasmtime.Caller, data: bytes, ptr: int) -> int:
-    import wasmtime
-
-    ptr &= _U32
-    memory = caller.get("memory")
-    if not isinstance(memory, wasmtime.Memory) or ptr + len(data) > memory.data_len(caller):
-        return _ERRNO_FAULT
-    memory.write(caller, data, ptr)
-    return 0
-
-
-def _clock_time_get(caller: wasmtime.Caller, clock: int, _precision: int, ptr: int) -> int:
-    if not 0 <= clock & _U32 < _CLOCKS:
-        return _ERRNO_INVAL
-    return _write_guest(caller, _current.world.now(clock & _U32).to_bytes(8, "little"), ptr)
-
-
-def _clock_res_get(caller: wasmtime.Caller, clock: int, ptr: int) -> int:
-    if not 0 <= clock & _U32 < _CLOCKS:
-        return _ERRNO_INVAL
-    return _write_guest(caller, TICK_NS.to_bytes(8, "little"), ptr)
-
-
-def _random_get(caller: wasmtime.Caller, ptr: int, length: int) -> int:
-    import wasmtime
-
-    ptr, length = ptr & _U32, length & _U32
-    memory = caller.get("memory")
-    if not isinstance(memory, wasmtime.Memory) or ptr + length > memory.data_len(caller):
-        return _ERRNO_FAULT
-    # In pieces: the host never holds more than 64 KiB of it at once.
-    world = _current.world
-    for offset in range(0, length, 1 << 16):
-        memory.write(caller, world.random(min(1 << 16, length - offset)), ptr + offset)
-    return 0
-
-
-def _define_virtual_world(linker: wasmtime.Linker) -> None:
-    """Shadow WASI's clocks and random source with the guest's virtual ones."""
-    import wasmtime
-
-    i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
-    linker.allow_shadowing = True
-    wasi = "wasi_snapshot_preview1"
-    linker.define_func(wasi, "clock_time_get", wasmtime.FuncType([i32, i64, i32], [i32]), _clock_time_get, True)
-    linker.define_func(wasi, "clock_res_get", wasmtime.FuncType([i32, i32], [i32]), _clock_res_get, True)
-    linker.define_func(wasi, "random_get", wasmtime.FuncType([i32, i32], [i32]), _random_get, True)
-    linker.allow_shadowing = False
 
 
 # --- the guest's directory (see guestfs) ---------------------------------------
@@ -424,7 +327,7 @@ def execute(
     wasi.stderr_custom = stderr
     wasi.preopen_dir(str(workdir), ".", True)
     store.set_wasi(wasi)
-    _current.world = _VirtualWorld(subtask.key(program).encode())
+    guestworld.enter(subtask.key(program).encode())
 
     started = time.process_time()
     try:
