@@ -336,6 +336,8 @@ def execute(
         return result(False, f"start-up {_trap_reason(exc)}")
     except wasmtime.WasmtimeError as exc:
         msg = _first_line(exc)
+        if "count too high" in msg:
+            return result(False, f"a guest may have one instance, one memory and one table ({msg})", Failure.LIMIT)
         if _limit_error(msg):
             return result(False, f"{memory_reason} ({msg})", Failure.LIMIT)
         return result(False, f"cannot instantiate program: {msg}")
