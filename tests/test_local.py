@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gflite.gwasm.executors.local import LocalExecutor, _fork_is_safe
-from gflite.gwasm.subtask import Limits, Program, Subtask, SubtaskResult
+from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 
 WatProgram = Callable[[str], Program]
 LIMITS = Limits(memory_bytes=64 << 20, subtask_timeout=1.0, output_bytes=1 << 20, stdio_bytes=4096)
@@ -132,13 +132,15 @@ def test_worker_death_is_a_failed_attempt(executor: LocalExecutor, wat_program: 
     limits = Limits(memory_bytes=64 << 20, subtask_timeout=60.0)
     future = executor.submit(wat_program("loop"), bare("loop"), limits)
     deadline = time.monotonic() + 30
-    while not any(s.worker is not None and s.attempt is not None for s in executor._slots):
+    # Once the guest runs (a death while loading is blamed on the program).
+    while not any(s.worker is not None and s.attempt is not None and not s.attempt.loading for s in executor._slots):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     (pid,) = [s.worker.pid for s in executor._slots if s.worker is not None and s.attempt is not None]
     os.kill(pid, signal.SIGKILL)
     result = future.result(timeout=10)
     assert result.reason == "worker process died unexpectedly"
+    assert result.failure is Failure.LOST
     assert executor.submit(wat_program("upper"), upper_subtask(0), LIMITS).result(timeout=60).ok
 
 
@@ -211,3 +213,215 @@ def test_fork_safety_check_sees_native_threads(wat_program: WatProgram) -> None:
     assert result.ok
     assert len(os.listdir("/proc/self/task")) > 1
     assert not _fork_is_safe()
+
+
+# --- hostile guests against the whole worker process --------------------------
+
+
+def _leb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def huge_module(functions: int) -> bytes:
+    """A valid module of ``functions`` tiny functions (12 bytes each): cheap to
+    send, gigabytes for wasmtime to compile."""
+
+    def section(ident: int, payload: bytes) -> bytes:
+        return bytes([ident]) + _leb(len(payload)) + payload
+
+    body = b"\x00" + b"\x41\x00\x1a" * 3 + b"\x0b"  # no locals; (drop (i32.const 0)) x3
+    return (
+        b"\0asm\x01\0\0\0"
+        + section(1, b"\x01\x60\x00\x00")
+        + section(3, _leb(functions) + b"\x00" * functions)
+        + section(7, b"\x01" + _leb(6) + b"_start" + b"\x00\x00")
+        + section(10, _leb(functions) + (_leb(len(body)) + body) * functions)
+    )
+
+
+def run_isolated(wasm: Path, limits: Limits, text: bytes = b"honest\n") -> dict:
+    """Run ``wasm`` in a LocalExecutor of a fresh interpreter, then an honest
+    guest in the same executor; report both results and the largest resident
+    size any worker process reached (ru_maxrss of the reaped children)."""
+    script = textwrap.dedent(
+        f"""
+        import json, resource, tempfile
+        from pathlib import Path
+        import wasmtime
+        from gflite.gwasm.executors.local import LocalExecutor
+        from gflite.gwasm.subtask import Limits, Program, Subtask
+        upper = Path(tempfile.mkdtemp()) / "upper.wasm"
+        upper.write_bytes(wasmtime.wat2wasm({(Path(__file__).parent / "wat" / "upper.wat").read_text()!r}))
+        limits = Limits(**{limits.__dict__!r})
+        with LocalExecutor(1) as ex:
+            hostile = ex.submit(Program.from_path({str(wasm)!r}), Subtask(0, "h", (), (), ()), limits).result(300)
+            honest = ex.submit(Program.from_path(upper), Subtask(1, "u", ("in.txt", "out.txt"),
+                               (("in.txt", {text!r}),), ("out.txt",)), limits).result(300)
+        print(json.dumps({{"ok": hostile.ok, "reason": hostile.reason,
+                          "failure": hostile.failure and hostile.failure.name,
+                          "honest": [honest.ok, honest.outputs[0][1].decode() if honest.ok else honest.reason],
+                          "peak_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}}))
+        """
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=root)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    return json.loads(proc.stdout)
+
+
+# A worker holding wasmtime and a compiled guest, before the guest's own memory.
+RSS_MARGIN = 256 << 20
+
+
+@pytest.mark.parametrize("guest", ["multimem", "tables"])
+def test_guest_memory_is_bounded_as_a_whole(wat_program: WatProgram, guest: str) -> None:
+    # Four 256 MiB memories, or 100 tables of 8 MB, against a 256 MiB limit
+    # meant for the whole guest: refused, and the worker stays near the limit.
+    limits = Limits(memory_bytes=256 << 20, subtask_timeout=60.0)
+    report = run_isolated(wat_program(guest).path, limits)
+    assert not report["ok"], report
+    assert report["failure"] in ("GUEST", "LIMIT")
+    assert report["peak_rss"] < limits.memory_bytes + RSS_MARGIN, report
+    assert report["honest"] == [True, "HONEST\n"]
+
+
+@pytest.mark.slow
+def test_compiling_a_huge_module_is_capped(tmp_path: Path) -> None:
+    # 400,000 functions, 5 MB: about 2 GB and a minute to compile with no cap.
+    wasm = tmp_path / "huge.wasm"
+    wasm.write_bytes(huge_module(400_000))
+    report = run_isolated(wasm, Limits(memory_bytes=64 << 20, subtask_timeout=60.0))
+    assert not report["ok"] and report["failure"] == "LIMIT", report
+    from gflite.gwasm import sandbox
+
+    assert report["peak_rss"] < sandbox.COMPILE_HEADROOM + RSS_MARGIN, report
+    assert report["honest"] == [True, "HONEST\n"]
+
+
+def test_a_deep_tree_cannot_kill_the_dispatcher(
+    wat_program: WatProgram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 3,000 levels: shutil.rmtree raised RecursionError in the dispatcher thread,
+    # which died; no later attempt finished and no timeout fired.
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    limits = Limits(memory_bytes=64 << 20, subtask_timeout=5.0, output_depth=10_000)
+    with LocalExecutor(2) as ex:
+        deep = ex.submit(wat_program("deeptree"), Subtask(0, "deep", (), (), ()), limits)
+        honest = [ex.submit(wat_program("upper"), upper_subtask(i), limits) for i in range(4)]
+        looping = ex.submit(wat_program("loop"), bare("loop"), limits)
+        result = deep.result(timeout=60)
+        assert [f.result(timeout=60).ok for f in honest] == [True] * 4
+        assert looping.result(timeout=60).failure is Failure.TIMEOUT
+    # Finished, ran out of time or was stopped by a limit: but ended, and removed.
+    assert result.ok or result.failure in (Failure.TIMEOUT, Failure.LIMIT), result
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_deep_tree_is_over_the_depth_limit(executor: LocalExecutor, wat_program: WatProgram) -> None:
+    result = executor.submit(wat_program("deeptree"), bare("deep"), LIMITS).result(timeout=60)
+    assert not result.ok and result.failure is Failure.LIMIT
+    assert result.reason == "output limit of 64 directory levels exceeded"
+
+
+@pytest.mark.parametrize(
+    ("guest", "reason"),
+    [
+        # 20,000 directories: no file bytes, 80 MB of disk.
+        ("manydirs", "output limit of 1 MiB exceeded"),
+        # 1.5 MiB in two files below a 10 KB path, where a count by path cannot reach.
+        ("deepbytes", "output limit of 1 MiB exceeded"),
+    ],
+)
+def test_output_cap_counts_what_the_disk_pays(
+    executor: LocalExecutor, wat_program: WatProgram, guest: str, reason: str
+) -> None:
+    result = executor.submit(wat_program(guest), Subtask(0, guest, (), (), ()), LIMITS).result(timeout=60)
+    assert not result.ok and result.failure is Failure.LIMIT
+    assert result.reason == reason
+
+
+def test_output_cap_counts_entries(executor: LocalExecutor, wat_program: WatProgram) -> None:
+    limits = Limits(memory_bytes=64 << 20, subtask_timeout=30.0, output_bytes=1 << 30, output_entries=500)
+    result = executor.submit(wat_program("manydirs"), Subtask(0, "m", (), (), ()), limits).result(timeout=60)
+    assert result.reason == "output limit of 500 files and directories exceeded"
+
+
+def test_bookkeeping_error_fails_only_its_attempt(
+    executor: LocalExecutor, wat_program: WatProgram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gflite.gwasm import sandbox
+
+    real = sandbox.materialise
+
+    def materialise(subtask: Subtask, workdir: Path) -> None:
+        if subtask.name == "boom":
+            raise RuntimeError("a bug in the bookkeeping")
+        real(subtask, workdir)
+
+    monkeypatch.setattr(sandbox, "materialise", materialise)
+    boom = executor.submit(wat_program("upper"), Subtask(9, "boom", (), (), ("out.txt",)), LIMITS)
+    fine = [executor.submit(wat_program("upper"), upper_subtask(i), LIMITS) for i in range(3)]
+    result = boom.result(timeout=60)
+    assert not result.ok and result.failure is Failure.LOST
+    assert result.reason == "executor error: RuntimeError: a bug in the bookkeeping"
+    assert all(f.result(timeout=60).ok for f in fine)
+    assert executor.submit(wat_program("loop"), bare("loop"), LIMITS).result(timeout=60).failure is Failure.TIMEOUT
+
+
+def test_a_slot_that_cannot_clean_up_retires(wat_program: WatProgram, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gflite.gwasm import guestfs
+
+    real = guestfs.remove_tree
+    failed: list[Path] = []
+
+    def remove_tree(path: Path) -> None:
+        if not failed:
+            failed.append(Path(path))
+            raise PermissionError(13, "Permission denied", str(path))
+        real(path)
+
+    monkeypatch.setattr(guestfs, "remove_tree", remove_tree)
+    with LocalExecutor(2) as ex:
+        first = ex.submit(wat_program("upper"), upper_subtask(0), LIMITS, provider="local-0").result(timeout=60)
+        assert not first.ok and first.failure is Failure.LOST
+        assert first.reason.startswith("provider local-0 cannot clean up after this attempt and takes no more work")
+        assert [p.id for p in ex.providers()] == ["local-1"]
+        assert list(ex.retired) == ["local-0"]
+        # Pinned to the retired slot: fails at once; anything else runs on the other.
+        pinned = ex.submit(wat_program("upper"), upper_subtask(1), LIMITS, provider="local-0").result(timeout=60)
+        assert pinned.failure is Failure.LOST
+        later = ex.submit(wat_program("upper"), upper_subtask(2), LIMITS).result(timeout=60)
+        assert later.ok and later.provider == "local-1"
+    real(failed[0])
+
+
+def test_clock_and_random_are_the_same_in_every_process(wat_program: WatProgram) -> None:
+    from gflite.gwasm import guestworld
+
+    clock = Subtask(0, "clock", (), (), ())
+    answers = set()
+    for _ in range(3):  # three fresh worker processes, started apart in time
+        with LocalExecutor(1, start_method="exec") as ex:
+            result = ex.submit(wat_program("clock"), clock, LIMITS).result(timeout=60)
+        assert result.ok, result.reason
+        answers.add(result.stdout)
+        time.sleep(0.05)
+    assert len(answers) == 1
+    (out,) = answers
+    times = [int.from_bytes(out[i : i + 8], "little") for i in range(0, 40, 8)]
+    tick = guestworld.TICK_NS
+    assert times == [guestworld.EPOCH_NS + tick, 2 * tick, guestworld.EPOCH_NS + 3 * tick, 4 * tick, tick]
+    # Seeded by the subtask's key: another subtask draws other random bytes.
+    other = Subtask(1, "clock", ("other",), (), ())
+    with LocalExecutor(1) as ex:
+        assert ex.submit(wat_program("clock"), other, LIMITS).result(timeout=60).stdout[40:] != out[40:]

@@ -7,6 +7,7 @@ they are in test_local.py.
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 
 import struct
@@ -16,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from gflite.gwasm import sandbox
+from gflite.gwasm import guestfs, guestworld, sandbox
 from gflite.gwasm.cache import ModuleCache
-from gflite.gwasm.subtask import Limits, Program, Subtask
+from gflite.gwasm.subtask import Failure, Limits, Program, Subtask
 
 LIMITS = Limits(memory_bytes=64 << 20, subtask_timeout=2.0, output_bytes=1 << 20, stdio_bytes=4096)
 SECRET = b"TOP SECRET host file\n"
@@ -69,6 +70,7 @@ def test_trap(wat_program: WatProgram) -> None:
     assert not result.ok
     assert result.reason.startswith("trap: unreachable")
     assert "\n" not in result.reason
+    assert result.failure is Failure.GUEST
     assert result.exit_code is None
 
 
@@ -90,6 +92,7 @@ def test_memory_bomb(wat_program: WatProgram) -> None:
     result = sandbox.run_subtask(wat_program("membomb"), subtask(), LIMITS)
     assert not result.ok
     assert result.reason.startswith("memory limit of 64 MiB exceeded"), result.reason
+    assert result.failure is Failure.LIMIT
 
 
 def test_memory_too_small_to_start(wat_program: WatProgram) -> None:
@@ -105,6 +108,7 @@ def test_output_limit_after_the_run(wat_program: WatProgram) -> None:
     result = sandbox.run_subtask(wat_program("upper"), subtask(("in.txt", "out.txt"), {"in.txt": big}), limits)
     assert not result.ok
     assert result.reason == "output limit of 1 KiB exceeded"
+    assert result.failure is Failure.LIMIT
 
 
 def test_stdout_is_captured_up_to_the_limit(wat_program: WatProgram) -> None:
@@ -162,6 +166,7 @@ def test_output_symlink_is_never_followed_by_the_host(wat_program: WatProgram, s
 def test_bad_input_path_is_refused(wat_program: WatProgram) -> None:
     result = sandbox.run_subtask(wat_program("upper"), subtask(("x",), {"../x": b""}), LIMITS)
     assert not result.ok and result.reason.startswith("bad input:")
+    assert result.failure is Failure.BAD_INPUT
 
 
 def test_not_a_command(wat_program: WatProgram) -> None:
@@ -240,3 +245,105 @@ def test_no_host_stdin_and_no_environment(wat_program: WatProgram, tmp_path: Pat
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode().strip() == "(True, 0, b'')"
+
+
+# --- the whole guest is bounded -------------------------------------------------
+
+
+@pytest.mark.parametrize("guest", ["multimem", "tables"])
+def test_one_memory_one_table(wat_program: WatProgram, guest: str) -> None:
+    # Store limits count per memory and per table: four memories or 100 tables
+    # would each get the whole limit. Refused before the guest starts.
+    result = sandbox.run_subtask(wat_program(guest), subtask(outputs=()), Limits(memory_bytes=256 << 20))
+    assert not result.ok
+    assert result.failure in (Failure.GUEST, Failure.LIMIT)
+    assert result.reason.startswith(("cannot load program", "a guest may have one instance")), result.reason
+
+
+def test_gc_and_multi_memory_are_off() -> None:
+    import wasmtime
+
+    for wat in ("(module (memory 1) (memory 1))", "(module (type (struct)))", "(module (memory i64 1))"):
+        with pytest.raises(wasmtime.WasmtimeError):
+            wasmtime.Module(sandbox.engine(), wasmtime.wat2wasm(wat))
+    assert "no-multi-memory" in sandbox.CONFIG_ID and "no-gc" in sandbox.CONFIG_ID
+
+
+def test_a_module_over_the_size_cap_is_never_compiled(
+    wat_program: WatProgram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = wat_program("upper")
+    monkeypatch.setattr(sandbox, "MAX_WASM_BYTES", program.path.stat().st_size - 1)
+    result = sandbox.run_subtask(program, subtask(("in.txt", "out.txt"), {"in.txt": b"x"}), LIMITS)
+    assert not result.ok and result.failure is Failure.LIMIT
+    assert "module size limit" in result.reason
+
+
+# --- the output cap counts what the disk pays for ---------------------------------
+
+
+def test_output_cap_counts_bytes_past_path_max(wat_program: WatProgram) -> None:
+    # 1.5 MiB in two files below a 10 KB path. (A guest that floods the disk
+    # with directories needs a process to kill: see test_local.py.)
+    result = sandbox.run_subtask(wat_program("deepbytes"), subtask(outputs=()), LIMITS)
+    assert not result.ok and result.failure is Failure.LIMIT
+    assert result.reason == "output limit of 1 MiB exceeded"
+
+
+def _deep_tree(root: Path, depth: int, name: str = "d", payload: bytes = b"") -> None:
+    """``depth`` nested directories under ``root``, made through directory fds
+    (so the path may grow past PATH_MAX), with ``payload`` in a file at the bottom."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir(name, dir_fd=fd)
+        sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    if payload:
+        out = os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(out, payload)
+        os.close(out)
+    os.close(fd)
+
+
+def test_usage_counts_past_path_max(tmp_path: Path) -> None:
+    _deep_tree(tmp_path, 30, "n" * 200, b"x" * 100_000)  # a 6 KB path to the file
+    found = guestfs.usage(tmp_path)
+    assert (found.depth, found.entries) == (31, 31)
+    assert found.bytes >= 100_000
+
+
+def test_remove_tree_is_not_recursive(tmp_path: Path) -> None:
+    # shutil.rmtree recurses on Python < 3.12 and raises RecursionError here.
+    top = tmp_path / "top"
+    top.mkdir()
+    _deep_tree(top, 1200, payload=b"bottom")
+    sandbox.remove_tree(top)
+    assert not top.exists()
+
+
+# --- determinism: virtual clock and random -----------------------------------------
+
+
+def test_clock_and_random_are_virtual(wat_program: WatProgram) -> None:
+    runs = [sandbox.run_subtask(wat_program("clock"), subtask(outputs=()), LIMITS) for _ in range(2)]
+    assert all(r.ok for r in runs), [r.reason for r in runs]
+    assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout) == 104
+    realtime = int.from_bytes(runs[0].stdout[:8], "little")
+    assert realtime == guestworld.EPOCH_NS + guestworld.TICK_NS
+    assert runs[0].stdout[40:] != bytes(64)
+
+
+def test_remove_tree_handles_wide_and_locked_directories(tmp_path: Path) -> None:
+    # (Run as root, the read-only directory is no obstacle; as a user it is.)
+    top = tmp_path / "top"
+    (top / "wide").mkdir(parents=True)
+    for i in range(300):
+        (top / "wide" / f"f{i}").write_bytes(b"x")
+    (top / "locked" / "inner").mkdir(parents=True)
+    (top / "locked" / "inner" / "file").write_bytes(b"y")
+    os.chmod(top / "locked" / "inner", 0o500)
+    (top / "link").symlink_to("/etc")
+    sandbox.remove_tree(top)
+    assert not top.exists()
+    assert os.path.isdir("/etc")

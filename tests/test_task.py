@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -216,3 +221,144 @@ def test_write_outputs_error(tmp_path: Path, wat_program: WatProgram) -> None:
     (tmp_path / "test_out").write_text("a file where the folder should be")
     with pytest.raises(OutputError, match="cannot write"):
         write_outputs(spec, SubtaskResult(0, "subtask1", ok=True, outputs=(("out.txt", b"x"),)))
+
+
+# --- a hostile task folder ----------------------------------------------------------
+
+
+def _refused(path: Path, message: str) -> None:
+    with pytest.raises(TaskFileError) as info:
+        load_task(path)
+    text = str(info.value)
+    assert "\n" not in text and info.value.exit_code == 4
+    assert message in text, text
+
+
+def test_hard_linked_input_is_refused(tmp_path: Path, wat_program: WatProgram) -> None:
+    # A second name for a file outside the folder (as a link to /etc/shadow
+    # would be): copying it would ship that file to providers.
+    path = make_task(tmp_path, wat_program("upper").path.read_bytes())
+    secret = tmp_path / "secret"
+    secret.write_text("host file")
+    os.link(secret, tmp_path / "test_in" / "subtask2" / "shadow")
+    _refused(path, "options.subtasks.subtask2: input shadow is a hard link")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "socket"])
+def test_special_files_are_refused(tmp_path: Path, wat_program: WatProgram, kind: str) -> None:
+    path = make_task(tmp_path, wat_program("upper").path.read_bytes())
+    where = tmp_path / "test_in" / "subtask1" / "deep"
+    where.mkdir()
+    special = where / "x"
+    if kind == "fifo":
+        os.mkfifo(special)  # opening it for reading would block forever
+        expected = "input deep/x is a FIFO"
+    elif kind == "device":
+        os.mknod(special, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers
+        expected = "input deep/x is a character device"
+    else:
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(special))
+        sock.close()
+        expected = "input deep/x is a socket"
+    _refused(path, f"options.subtasks.subtask1: {expected}; inputs must be regular files")
+
+
+def test_symlinked_subtask_folder_is_refused(tmp_path: Path, wat_program: WatProgram) -> None:
+    path = make_task(tmp_path, wat_program("upper").path.read_bytes())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "in.txt").write_text("not the task's")
+    shutil.rmtree(tmp_path / "test_in" / "subtask2")
+    (tmp_path / "test_in" / "subtask2").symlink_to(elsewhere)
+    _refused(path, "options.subtasks.subtask2: input folder")
+
+
+def test_deeply_nested_task_file(tmp_path: Path) -> None:
+    path = tmp_path / "task.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    _refused(path, "invalid JSON: nested too deeply")
+
+
+def test_deeply_nested_task_file_from_the_cli(tmp_path: Path) -> None:
+    path = tmp_path / "task.json"
+    path.write_text('{"type": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gflite.gwasm.cli", "run", str(path)],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=root),
+    )
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "nested too deeply" in proc.stderr
+
+
+def test_task_file_size_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gflite.gwasm import task
+
+    monkeypatch.setattr(task, "MAX_TASK_FILE_BYTES", 100)
+    path = tmp_path / "task.json"
+    path.write_text(json.dumps(EXAMPLE))
+    _refused(path, "larger than 100 bytes; not a task file")
+
+
+def test_outputs_never_go_through_a_symlinked_subtask_folder(tmp_path: Path, wat_program: WatProgram) -> None:
+    spec = load_task(make_task(tmp_path, wat_program("upper").path.read_bytes()))
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    spec.output_dir.mkdir()
+    (spec.output_dir / "subtask1").symlink_to(victim)
+    with pytest.raises(OutputError, match="subtask1 is a symlink or not a folder"):
+        write_outputs(spec, SubtaskResult(0, "subtask1", ok=True, outputs=(("out.txt", b"x"),)))
+    assert list(victim.iterdir()) == []
+
+
+def test_an_output_symlink_is_replaced_not_followed(tmp_path: Path, wat_program: WatProgram) -> None:
+    spec = load_task(make_task(tmp_path, wat_program("upper").path.read_bytes()))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (spec.output_dir / "subtask1").mkdir(parents=True)
+    (spec.output_dir / "subtask1" / "out.txt").symlink_to(victim)
+    write_outputs(spec, SubtaskResult(0, "subtask1", ok=True, outputs=(("out.txt", b"new"),)))
+    assert victim.read_text() == "keep me"
+    assert (spec.output_dir / "subtask1" / "out.txt").read_bytes() == b"new"
+
+
+def test_a_file_swapped_for_a_symlink_after_the_listing_is_never_read(
+    tmp_path: Path, wat_program: WatProgram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race an attacker needs many tries for, made certain: right after the
+    # loader looks at in.txt (a regular file), it becomes a link to a host file.
+    path = make_task(tmp_path, wat_program("upper").path.read_bytes())
+    secret = tmp_path / "secret"
+    secret.write_text("TOP SECRET host file")
+    victim = tmp_path / "test_in" / "subtask1" / "in.txt"
+    real_stat, real_lstat = os.stat, os.lstat
+    swapped: list[bool] = []
+
+    def swap_after(result: os.stat_result) -> os.stat_result:
+        if not swapped and stat.S_ISREG(result.st_mode) and result.st_size == len("input of subtask1\n"):
+            swapped.append(True)
+            victim.unlink()
+            victim.symlink_to(secret)
+        return result
+
+    def fake_stat(p, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real_stat(p, *args, **kwargs)
+        return swap_after(result) if p == "in.txt" and kwargs.get("follow_symlinks") is False else result
+
+    def fake_lstat(p, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real_lstat(p, *args, **kwargs)
+        return swap_after(result) if Path(p) == victim else result
+
+    monkeypatch.setattr(os, "stat", fake_stat)
+    monkeypatch.setattr(os, "lstat", fake_lstat)
+    try:
+        spec = load_task(path)
+    except TaskFileError as exc:
+        assert "input in.txt changed while the folder was read" in str(exc)
+    else:
+        pytest.fail(f"loaded {spec.subtasks[0].inputs!r}")
+    assert swapped

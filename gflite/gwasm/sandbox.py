@@ -7,24 +7,31 @@ captured up to ``Limits.stdio_bytes`` each). Afterwards the listed outputs are
 read back without following symlinks, so a guest cannot smuggle host files out
 through a link it made.
 
-What this module enforces in-process: linear memory and table size (wasmtime
-store limits) and the total output size (checked after the run). Wall time and
-an output flood *while* the guest runs are enforced by the executor, which runs
-guests in worker processes it can kill; keeping epoch interruption and fuel off
-leaves the compiled code free of checks (measured on flite.wasm: epoch checks
-cost 13-85 %, fuel 15-180 %, depending on the voice).
+What this module enforces in-process: the whole guest's memory (one instance,
+one linear memory, one table, each capped by wasmtime store limits; no
+multi-memory, GC or other proposal that would add more), the size of the
+module before it is compiled, and the output tree's bytes, entries and depth
+(checked after the run). Wall time, compilation memory and an output flood
+*while* the guest runs are enforced by the executor, which runs guests in
+worker processes it caps (RLIMIT_AS, see :func:`compile_headroom` and
+:func:`run_headroom`) and
+can kill; keeping epoch interruption and fuel off leaves the compiled code
+free of checks (measured on flite.wasm: epoch checks cost 13-85 %, fuel
+15-180 %, depending on the voice).
+
+Determinism: the guest's clocks and random source are virtual (see
+:mod:`guestworld`), so the same subtask gives the same bytes on every provider.
 
 Guest behaviour never raises: every failure is a ``SubtaskResult`` with
-``ok=False`` and a one-line ``reason``. wasmtime is imported on first use, so
-the requestor can use the path helpers here without loading the runtime.
+``ok=False``, a ``failure`` kind and a one-line ``reason``. wasmtime is
+imported on first use, so the requestor can use the path helpers here without
+loading the runtime.
 """
 from __future__ import annotations
 
 import atexit
-import errno
+import contextlib
 import os
-import shutil
-import stat
 import tempfile
 import threading
 import time
@@ -32,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gflite.errors import GfliteError
+from gflite.gwasm import guestfs, guestworld
 from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 
 if TYPE_CHECKING:
@@ -44,19 +52,93 @@ if TYPE_CHECKING:
 # It is the name Emscripten gave programs in the original gWASM.
 ARGV0 = "./this.program"
 
-# Determinism: NaN bit patterns canonicalised (unless a program opts out, see
-# Program.nan_canonicalization), relaxed SIMD pinned to its deterministic
-# lowering, no threads. Part of the compiled-module cache key.
-CONFIG_ID = "gwasm-1;relaxed-simd-deterministic;no-threads"
-
 # A table bomb (table.grow to billions of entries) would be host memory the
 # linear-memory limit does not see; 8 bytes an entry, so this is 8 MiB.
 MAX_TABLE_ELEMENTS = 1 << 20
+_TABLE_ENTRY_BYTES = 8
+
+# Modules larger than this are refused before compilation (flite.wasm, all
+# voices built in, is 14 MB). Compilation itself is bounded by the worker's
+# address-space cap: see compile_headroom.
+MAX_WASM_BYTES = 64 << 20
+
+# The one linear memory's address space: 4 GiB reserved plus a guard region,
+# so 32-bit loads and stores need no bounds checks. Reserved, not resident:
+# the store limit caps what the guest can touch, the worker's RLIMIT_AS counts
+# the reservation once (one memory per store).
+MEMORY_RESERVATION = 4 << 30
+MEMORY_GUARD = 32 << 20
+
+# Address space a worker may add while compiling a module (flite.wasm takes
+# about 260 MB with two compiler threads) and, apart, while running the guest
+# (wasmtime's runtime state and the host's own bookkeeping). A module needing
+# more to compile is refused by the operating system, not swapped in.
+COMPILE_HEADROOM = 768 << 20
+RUN_HEADROOM = 256 << 20
+
+# Determinism: NaN bit patterns canonicalised (unless a program opts out, see
+# Program.nan_canonicalization), relaxed SIMD pinned to its deterministic
+# lowering, no threads, no proposal beyond what a C program compiled to WASI
+# uses, one memory; virtual clocks and random. Part of the compiled-module
+# cache key: change it whenever the engine configuration changes.
+CONFIG_ID = (
+    "gwasm-2;relaxed-simd-deterministic;no-threads;no-multi-memory;no-gc;no-exceptions;"
+    "no-memory64;no-tail-call;no-component-model;"
+    f"reservation-{MEMORY_RESERVATION};guard-{MEMORY_GUARD};virtual-clock-random"
+)
 
 _lock = threading.Lock()
 _engines: dict[bool, tuple[wasmtime.Engine, wasmtime.Linker]] = {}
 _module_caches: dict[tuple[str, bool], ModuleCache] = {}
 _pres: dict[tuple[str, bool], wasmtime.InstancePre] = {}
+
+
+class ProgramTooLargeError(GfliteError):
+    """The module is larger than MAX_WASM_BYTES (never compiled)."""
+
+
+def compile_headroom() -> int:
+    """Bytes of address space a worker process may add while it loads or
+    compiles a program. Compilation happens before any memory is reserved, so
+    this is its cap, not the memory reservation's."""
+    return COMPILE_HEADROOM
+
+
+def run_headroom(limits: Limits) -> int:
+    """Bytes of address space a worker process may add while it runs one guest
+    under ``limits``: the one memory's reservation and guard, the table's cap,
+    the outputs and captured stdio it reads back, and wasmtime's own state.
+    What the guest touches inside the reservation is capped by the store
+    limits, so resident memory stays under ``memory_bytes`` plus the rest."""
+    table = MAX_TABLE_ELEMENTS * _TABLE_ENTRY_BYTES
+    readback = limits.output_bytes + 2 * limits.stdio_bytes
+    return MEMORY_RESERVATION + MEMORY_GUARD + table + readback + RUN_HEADROOM
+
+
+def _config(nan_canonicalization: bool) -> wasmtime.Config:
+    import wasmtime
+
+    config = wasmtime.Config()
+    config.cranelift_nan_canonicalization = nan_canonicalization
+    config.wasm_relaxed_simd_deterministic = True
+    config.wasm_threads = False
+    config.shared_memory = False
+    # Everything a guest could use to hold host memory the limits do not see
+    # (several memories, GC heaps) or that nothing we run needs.
+    config.wasm_multi_memory = False
+    config.wasm_gc = False
+    config.wasm_function_references = False
+    config.gc_support = False
+    config.wasm_exceptions = False
+    config.wasm_memory64 = False
+    config.wasm_tail_call = False
+    config.wasm_custom_page_sizes = False
+    config.wasm_wide_arithmetic = False
+    config.wasm_stack_switching = False
+    config.wasm_component_model = False
+    config.memory_reservation = MEMORY_RESERVATION
+    config.memory_guard_size = MEMORY_GUARD
+    return config
 
 
 def _engine_and_linker(nan_canonicalization: bool = True) -> tuple[wasmtime.Engine, wasmtime.Linker]:
@@ -65,14 +147,10 @@ def _engine_and_linker(nan_canonicalization: bool = True) -> tuple[wasmtime.Engi
         if pair is None:
             import wasmtime
 
-            config = wasmtime.Config()
-            config.cranelift_nan_canonicalization = nan_canonicalization
-            config.wasm_relaxed_simd_deterministic = True
-            config.wasm_threads = False
-            config.shared_memory = False
-            eng = wasmtime.Engine(config)
+            eng = wasmtime.Engine(_config(nan_canonicalization))
             linker = wasmtime.Linker(eng)
             linker.define_wasi()
+            guestworld.define(linker)
             if not _engines:
                 atexit.register(_release)
             pair = _engines[nan_canonicalization] = (eng, linker)
@@ -108,7 +186,16 @@ def module_cache(nan_canonicalization: bool = True) -> ModuleCache:
 
 
 def load_module(program: Program) -> wasmtime.Module:
-    """Compile ``program`` or load it from the module cache; raises GfliteError."""
+    """Compile ``program`` or load it from the module cache; raises GfliteError
+    (ProgramTooLargeError past MAX_WASM_BYTES)."""
+    try:
+        size = os.stat(program.path).st_size
+    except OSError as exc:
+        raise GfliteError(f"cannot read {program.path}: {exc.strerror or exc}") from None
+    if size > MAX_WASM_BYTES:
+        raise ProgramTooLargeError(
+            f"{program.path} is {size} bytes, over the {format_bytes(MAX_WASM_BYTES)} module size limit"
+        )
     return module_cache(program.nan_canonicalization).load(program)
 
 
@@ -123,96 +210,12 @@ def _instance_pre(program: Program) -> wasmtime.InstancePre:
         return pre
 
 
-# --- the guest's directory ---------------------------------------------------
+# --- the guest's directory (see guestfs) ---------------------------------------
 
-
-def check_relpath(rel: str) -> str:
-    """Return ``rel`` if it is a plain relative path inside a directory, else raise ValueError."""
-    if not isinstance(rel, str) or not rel or "\0" in rel or "\\" in rel:
-        raise ValueError(f"bad path {rel!r}")
-    if rel.startswith("/") or any(part in ("", ".", "..") for part in rel.split("/")):
-        raise ValueError(f"path {rel!r} must be relative, without '..', '.' or empty parts")
-    return rel
-
-
-def materialise(subtask: Subtask, workdir: Path) -> int:
-    """Write the subtask's inputs into ``workdir`` (read-only) and create the
-    parents of its outputs. Returns the bytes written; raises ValueError for a
-    bad path."""
-    total = 0
-    for rel, data in subtask.inputs:
-        path = workdir / check_relpath(rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        total += len(data)
-    for rel in subtask.outputs:
-        (workdir / check_relpath(rel)).parent.mkdir(parents=True, exist_ok=True)
-    return total
-
-
-def dir_size(path: Path | str) -> int:
-    """Bytes in regular files under ``path``, never following symlinks.
-
-    Tolerates the tree changing underneath (the guest may be writing)."""
-    total = 0
-    stack = [os.fspath(path)]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(entry.path)
-                        elif entry.is_file(follow_symlinks=False):
-                            total += entry.stat(follow_symlinks=False).st_size
-                    except OSError:
-                        continue
-        except OSError:
-            continue
-    return total
-
-
-def _read_output(workdir: Path, rel: str, budget: int) -> bytes | str:
-    """The bytes of output ``rel``, or a reason string. Walks down from
-    ``workdir`` with O_NOFOLLOW at every level, so no symlink is ever followed."""
-    parts = rel.split("/")
-    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for part in parts[:-1]:
-            sub = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = sub
-        # O_NONBLOCK: were it a FIFO, opening must not hang the host.
-        file_fd = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
-    except FileNotFoundError:
-        return f"missing output file {rel}"
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            return f"output file {rel} is a symlink or not a file"
-        return f"cannot read output file {rel}: {exc.strerror}"
-    finally:
-        os.close(fd)
-    try:
-        st = os.fstat(file_fd)
-        if not stat.S_ISREG(st.st_mode):
-            return f"output file {rel} is not a regular file"
-        if st.st_size > budget:
-            return "output limit exceeded"
-        with os.fdopen(file_fd, "rb", closefd=False) as f:
-            data = f.read(budget + 1)
-        return "output limit exceeded" if len(data) > budget else data
-    finally:
-        os.close(file_fd)
-
-
-def format_bytes(n: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size and n % size == 0:
-            return f"{n // size} {unit}"
-    return f"{n} bytes"
+check_relpath = guestfs.check_relpath
+materialise = guestfs.materialise
+remove_tree = guestfs.remove_tree
+format_bytes = guestfs.format_bytes
 
 
 def output_limit_reason(limits: Limits) -> str:
@@ -257,6 +260,26 @@ def _memory_in_use(instance: wasmtime.Instance, store: wasmtime.Store) -> int:
     return used
 
 
+def _limit_error(msg: str) -> bool:
+    """True if wasmtime refused instantiation because of a store limit."""
+    return "limit" in msg and any(word in msg for word in ("memor", "table", "instance", "resource"))
+
+
+def load_failure(exc: Exception) -> tuple[str, Failure]:
+    """The reason and failure kind for an exception from loading a program."""
+    import wasmtime
+
+    if isinstance(exc, ProgramTooLargeError):
+        return f"cannot load program: {exc}", Failure.LIMIT
+    if isinstance(exc, MemoryError):
+        return "cannot load program: compiling it needs more memory than the cap for compiling", Failure.LIMIT
+    if isinstance(exc, GfliteError):
+        return f"cannot load program: {exc}", Failure.GUEST
+    if isinstance(exc, wasmtime.WasmtimeError):
+        return f"cannot link program: {_first_line(exc)}", Failure.GUEST
+    raise exc
+
+
 def execute(
     program: Program, subtask: Subtask, limits: Limits, workdir: Path, *, provider: str = "local"
 ) -> SubtaskResult:
@@ -264,34 +287,39 @@ def execute(
     :func:`materialise`), and collect its outputs from there."""
     import wasmtime
 
-    # CPU-seconds, what providers bill: the guest runs on this thread, and
+    # CPU-seconds, what providers bill, from the guest's start (loading the
+    # program is the provider's business): the guest runs on this thread, and
     # wasmtime's WASI I/O may use helper threads of this process, so the
     # process's CPU time (executors run one guest per process).
-    started = time.process_time()
+    started: float | None = None
 
-    def result(ok: bool, reason: str = "", **kw: object) -> SubtaskResult:
+    def result(ok: bool, reason: str = "", failure: Failure | None = None, **kw: object) -> SubtaskResult:
         return SubtaskResult(
             index=subtask.index,
             name=subtask.name,
             ok=ok,
             reason=reason,
             provider=provider,
-            seconds=time.process_time() - started,
-            failure=None if ok else Failure.GUEST,  # the same input fails the same way
+            seconds=0.0 if started is None else time.process_time() - started,
+            failure=None if ok else failure or Failure.GUEST,
             **kw,  # type: ignore[arg-type]
         )
 
     try:
         pre = _instance_pre(program)
-    except GfliteError as exc:
-        return result(False, f"cannot load program: {exc}")
-    except wasmtime.WasmtimeError as exc:
-        return result(False, f"cannot link program: {_first_line(exc)}")
-    baseline = dir_size(workdir)
+    except Exception as exc:
+        return result(False, *load_failure(exc))
+    baseline = guestfs.usage(workdir)
     memory_reason = f"memory limit of {format_bytes(limits.memory_bytes)} exceeded"
 
     store = wasmtime.Store(engine(program.nan_canonicalization))
-    store.set_limits(memory_size=limits.memory_bytes, table_elements=MAX_TABLE_ELEMENTS)
+    store.set_limits(
+        memory_size=limits.memory_bytes,
+        table_elements=MAX_TABLE_ELEMENTS,
+        instances=1,
+        tables=1,
+        memories=1,
+    )
     stdout, stderr = _Capture(limits.stdio_bytes), _Capture(limits.stdio_bytes)
     wasi = wasmtime.WasiConfig()
     wasi.argv = [ARGV0, *subtask.args]
@@ -299,15 +327,19 @@ def execute(
     wasi.stderr_custom = stderr
     wasi.preopen_dir(str(workdir), ".", True)
     store.set_wasi(wasi)
+    guestworld.enter(subtask.key(program).encode())
 
+    started = time.process_time()
     try:
         instance = pre.instantiate(store)
     except wasmtime.Trap as exc:
         return result(False, f"start-up {_trap_reason(exc)}")
     except wasmtime.WasmtimeError as exc:
         msg = _first_line(exc)
-        if "exceeds memory limits" in msg or "table" in msg and "limit" in msg:
-            return result(False, f"{memory_reason} ({msg})")
+        if "count too high" in msg:
+            return result(False, f"a guest may have one instance, one memory and one table ({msg})", Failure.LIMIT)
+        if _limit_error(msg):
+            return result(False, f"{memory_reason} ({msg})", Failure.LIMIT)
         return result(False, f"cannot instantiate program: {msg}")
 
     exit_code: int | None = None
@@ -333,19 +365,20 @@ def execute(
         # The store refuses memory.grow past the limit; a guest then aborts or
         # traps. Name the cause when the guest died right at the limit.
         if _memory_in_use(instance, store) + 65536 > limits.memory_bytes:
-            reason = f"{memory_reason} ({reason})"
-        return result(False, reason, **captured)
-    if dir_size(workdir) - baseline > limits.output_bytes:
-        return result(False, output_limit_reason(limits), **captured)
+            return result(False, f"{memory_reason} ({reason})", Failure.LIMIT, **captured)
+        return result(False, reason, Failure.GUEST, **captured)
+    over = guestfs.usage(workdir, baseline, limits).over(baseline, limits)
+    if over:
+        return result(False, over, Failure.LIMIT, **captured)
 
     outputs = []
     budget = limits.output_bytes
     for rel in subtask.outputs:
-        data = _read_output(workdir, check_relpath(rel), budget)
+        data = guestfs.read_output(workdir, check_relpath(rel), budget)
         if isinstance(data, str):
             if data == "output limit exceeded":
-                data = output_limit_reason(limits)
-            return result(False, data, **captured)
+                return result(False, output_limit_reason(limits), Failure.LIMIT, **captured)
+            return result(False, data, Failure.GUEST, **captured)
         budget -= len(data)
         outputs.append((rel, data))
     return result(True, outputs=tuple(outputs), **captured)
@@ -355,26 +388,40 @@ def run_subtask(
     program: Program, subtask: Subtask, limits: Limits, *, provider: str = "local"
 ) -> SubtaskResult:
     """Run one attempt of ``subtask`` in this process, in a fresh private
-    directory that is removed afterwards.
+    directory that is removed afterwards (if it cannot be, the attempt fails).
 
-    Memory and output size are enforced; wall time is not (use an executor for
-    that), so call this only with guests you expect to finish.
+    Memory and output size are enforced; wall time and compilation memory are
+    not (use an executor for that), so call this only with programs you trust
+    to finish.
     """
     workdir = Path(tempfile.mkdtemp(prefix="gwasm-"))
     try:
+        materialise(subtask, workdir)
+    except (ValueError, OSError) as exc:  # e.g. "../x", or "a" both a file and a folder
+        result = SubtaskResult(
+            index=subtask.index,
+            name=subtask.name,
+            ok=False,
+            reason=f"bad input: {exc}",
+            provider=provider,
+            failure=Failure.BAD_INPUT,
+        )
+    else:
         try:
-            materialise(subtask, workdir)
-        except (ValueError, OSError) as exc:  # e.g. "../x", or "a" both a file and a folder
-            return SubtaskResult(
-                index=subtask.index, name=subtask.name, ok=False, reason=f"bad input: {exc}", provider=provider,
-                failure=Failure.BAD_INPUT,
-            )
-        return execute(program, subtask, limits, workdir, provider=provider)
-    finally:
+            result = execute(program, subtask, limits, workdir, provider=provider)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                remove_tree(workdir)
+            raise
+    try:
         remove_tree(workdir)
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a guest's directory. Read-only inputs need no special care: unlinking
-    depends on the directory's mode, and the guest cannot change modes."""
-    shutil.rmtree(path, ignore_errors=True)
+    except OSError as exc:
+        return SubtaskResult(
+            index=subtask.index,
+            name=subtask.name,
+            ok=False,
+            reason=f"cannot remove the guest's directory {workdir}: {exc}",
+            provider=provider,
+            failure=Failure.LOST,
+        )
+    return result

@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+# What a guest can observe besides its program and inputs (the sandbox's
+# virtual clock and random source, see sandbox.py): part of every result's key,
+# so results from before it changed are never replayed as if made under it.
+GUEST_WORLD = "virtual-clock-1"
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -33,7 +39,8 @@ class Program:
 
     @property
     def config_id(self) -> str:
-        return "nan-canonical" if self.nan_canonicalization else "nan-native"
+        nan = "nan-canonical" if self.nan_canonicalization else "nan-native"
+        return f"{GUEST_WORLD};{nan}"
 
     @classmethod
     def from_path(cls, path: Path | str, *, nan_canonicalization: bool = True) -> Program:
@@ -51,8 +58,13 @@ class Limits:
 
     memory_bytes: int = 1 << 30
     subtask_timeout: float = 600.0
+    # What the guest's directory may grow by: bytes as the disk pays for them
+    # (a file's size or its blocks, a directory's blocks), entries (inodes) and
+    # directory levels.
     output_bytes: int = 1 << 30
     stdio_bytes: int = 64 << 10
+    output_entries: int = 10_000
+    output_depth: int = 64
 
 
 @dataclass(frozen=True)

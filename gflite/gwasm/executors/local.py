@@ -10,8 +10,19 @@ A dispatcher thread in the parent
   where to look and what to clean up), removed when the attempt ends,
 - enforces the per-subtask wall-time limit by SIGKILLing the worker,
 - polls the attempt's directory and kills a worker whose guest writes more than
-  the output limit (inside the worker RLIMIT_FSIZE caps each single file too),
+  the output limit: bytes, entries or depth (inside the worker RLIMIT_FSIZE caps
+  each single file too),
 - replaces a dead worker only when there is work for it.
+
+Inside a worker, each attempt (loading or compiling the program included) runs
+under an address-space cap (RLIMIT_AS): what the process maps already plus
+:func:`sandbox.compile_headroom` while it loads the program, plus
+:func:`sandbox.run_headroom` while the guest runs, so neither a guest nor a
+module that takes gigabytes to compile can take the machine's memory.
+
+Nothing one attempt does can stop the dispatcher: its bookkeeping errors fail
+that attempt only, and a slot whose attempt directory cannot be removed is
+retired (it takes no more work, and its attempt's result says why).
 
 Workers start lazily, min(workers, pending), so a one-subtask job starts one.
 They are forked from the parent when that is safe (no other threads exist, so
@@ -29,6 +40,7 @@ import struct
 import sys
 import tempfile
 import threading
+import queue
 import time
 import warnings
 from collections import deque
@@ -36,7 +48,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from gflite.gwasm import sandbox
+from gflite.gwasm import guestfs, sandbox
 from gflite.gwasm.executors.base import Executor, Provider
 from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 
@@ -104,6 +116,48 @@ def _harden(parent_pid: int) -> None:
         import resource
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if sys.platform == "linux":
+        # glibc gives each thread (wasmtime compiles on one per core) a 64 MiB
+        # heap arena of address space; cap them, or RLIMIT_AS would depend on
+        # the number of cores.
+        import ctypes
+
+        m_arena_max = -8
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).mallopt(m_arena_max, 2)
+
+
+def _mapped_bytes() -> int | None:
+    """This process's address space in use (Linux), or None if unknown."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@contextlib.contextmanager
+def _address_space_cap(headroom: int):  # type: ignore[no-untyped-def]
+    """Cap this process's address space at what it maps now plus ``headroom``
+    while one attempt loads and runs; lifted afterwards."""
+    mapped = _mapped_bytes()
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if mapped is None:
+            raise ValueError("unknown address space")
+        want = mapped + headroom
+        if hard != resource.RLIM_INFINITY:
+            want = min(want, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (want, hard))
+    except (ImportError, ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 @contextlib.contextmanager
@@ -132,14 +186,34 @@ def _worker_loop(job_fd: int, result_fd: int, parent_pid: int) -> None:
             return
         program, subtask, limits, workdir, provider = job  # type: ignore[misc]
         try:
-            # Load before the file-size cap: a cache miss writes the compiled module.
-            with contextlib.suppress(Exception):
-                sandbox.load_module(program)
+            # Load (at worst compile) under its own cap and before the
+            # file-size cap: a cache miss writes the compiled module.
+            failed: tuple[str, Failure] | None = None
+            try:
+                with _address_space_cap(sandbox.compile_headroom()):
+                    sandbox.load_module(program)
+            except Exception as exc:  # never compiled again under the larger cap below
+                failed = sandbox.load_failure(exc)
             _send(result_fd, ("started", None))
-            with _file_size_limit(limits.output_bytes):
-                result = sandbox.execute(program, subtask, limits, Path(workdir), provider=provider)
+            if failed is not None:
+                reason, failure = failed
+                result = SubtaskResult(
+                    index=subtask.index, name=subtask.name, ok=False, reason=reason, provider=provider, failure=failure
+                )
+            else:
+                with _address_space_cap(sandbox.run_headroom(limits)), _file_size_limit(limits.output_bytes):
+                    result = sandbox.execute(program, subtask, limits, Path(workdir), provider=provider)
         except BrokenPipeError:
             return
+        except MemoryError:
+            result = SubtaskResult(
+                index=subtask.index,
+                name=subtask.name,
+                ok=False,
+                reason="memory limit exceeded (the worker's address-space cap)",
+                provider=provider,
+                failure=Failure.LIMIT,
+            )
         except Exception as exc:  # a bug here must not look like a hung worker
             result = SubtaskResult(
                 index=subtask.index,
@@ -147,6 +221,7 @@ def _worker_loop(job_fd: int, result_fd: int, parent_pid: int) -> None:
                 ok=False,
                 reason=f"worker error: {type(exc).__name__}: {exc}",
                 provider=provider,
+                failure=Failure.LOST,
             )
         try:
             _send(result_fd, ("result", result))
@@ -313,10 +388,12 @@ class _Attempt:
     slot: int | None  # pinned provider slot, or None for any
     future: _LocalFuture
     workdir: Path | None = None
-    baseline: int = 0
+    baseline: guestfs.Usage = guestfs.Usage()
     started: float = 0.0
     deadline: float = 0.0
     abort: bool = False
+    loading: bool = True  # until the worker says the program is loaded
+    guest_started: float = 0.0  # when it did: what a failed attempt's seconds count from
 
 
 @dataclass
@@ -324,6 +401,8 @@ class _Slot:
     index: int
     worker: _Worker | None = None
     attempt: _Attempt | None = None
+    retired: str = ""  # why this slot takes no more work, once it does not
+    cleaning: bool = False  # its last attempt's directory is still being removed
 
     @property
     def provider(self) -> str:
@@ -366,6 +445,8 @@ class LocalExecutor(Executor):
         self._closed = False
         self._crash: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._janitor: threading.Thread | None = None
+        self._cleanups: queue.SimpleQueue[tuple[_Slot, _Attempt, SubtaskResult] | None] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -373,7 +454,12 @@ class LocalExecutor(Executor):
     # -- Executor API
 
     def providers(self) -> tuple[Provider, ...]:
-        return tuple(Provider(slot.provider) for slot in self._slots)
+        return tuple(Provider(slot.provider) for slot in self._slots if not slot.retired)
+
+    @property
+    def retired(self) -> dict[str, str]:
+        """Slots that take no more work, and why (their last attempt says so too)."""
+        return {slot.provider: slot.retired for slot in self._slots if slot.retired}
 
     def submit(
         self, program: Program, subtask: Subtask, limits: Limits, provider: str | None = None
@@ -395,8 +481,10 @@ class LocalExecutor(Executor):
             self._queue.append(attempt)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._dispatch, name="gwasm-local-dispatcher", daemon=True)
+                self._janitor = threading.Thread(target=self._clean, name="gwasm-local-janitor", daemon=True)
                 with _dispatchers_lock:
-                    _dispatchers.add(self._thread)
+                    _dispatchers.update((self._thread, self._janitor))
+                self._janitor.start()
                 self._thread.start()
         self._wake()
         return future
@@ -439,22 +527,52 @@ class LocalExecutor(Executor):
                 with self._lock:
                     if self._closed:
                         break
-                    starts = self._assign()
+                    starts, orphans = self._assign()
+                for attempt in orphans:
+                    self._settle(attempt, self._failure(None, attempt, "no worker slot left to run it", Failure.LOST))
                 for slot, attempt in starts:
-                    self._start(slot, attempt)
+                    self._guard(slot, self._start, slot, attempt)
                 self._wait()
-                self._police()
-        except BaseException as exc:  # never leave callers waiting on futures forever
+                for slot in self._slots:
+                    self._guard(slot, self._police, slot)
+        except BaseException as exc:  # a bug in the loop itself: never leave callers waiting
             self._crash = exc
         finally:
             self._shutdown()
             with _dispatchers_lock:
                 _dispatchers.discard(threading.current_thread())
 
-    def _assign(self) -> list[tuple[_Slot, _Attempt]]:
-        """Match queued attempts to free slots, warm workers first. Holds the lock."""
+    def _guard(self, slot: _Slot, step, *args) -> None:  # type: ignore[no-untyped-def]
+        """Run one slot's bookkeeping step; an error in it fails that slot's
+        attempt (and retires the slot if even that fails), never the dispatcher."""
+        try:
+            step(*args)
+        except Exception as exc:
+            attempt = slot.attempt
+            if attempt is None:
+                return
+            with contextlib.suppress(Exception):
+                self._kill(slot)
+            why = f"executor error: {type(exc).__name__}: {exc}"
+            try:
+                self._finish(slot, self._failure(slot, attempt, why, Failure.LOST))
+            except Exception as again:
+                slot.attempt = None
+                slot.retired = slot.retired or f"{type(again).__name__}: {again}"
+                self._settle(attempt, self._failure(slot, attempt, why, Failure.LOST))
+
+    def _assign(self) -> tuple[list[tuple[_Slot, _Attempt]], list[_Attempt]]:
+        """Match queued attempts to free slots, warm workers first; take out the
+        attempts no slot will ever run. Holds the lock."""
         starts = []
-        free = sorted((s for s in self._slots if s.attempt is None), key=lambda s: (s.worker is None, s.index))
+        live = {s.index for s in self._slots if not s.retired}
+        orphans = [a for a in self._queue if (a.slot not in live if a.slot is not None else not live)]
+        for attempt in orphans:
+            self._queue.remove(attempt)
+        free = sorted(
+            (s for s in self._slots if s.attempt is None and not s.retired and not s.cleaning),
+            key=lambda s: (s.worker is None, s.index),
+        )
         for slot in free:
             for attempt in list(self._queue):
                 if attempt.slot not in (None, slot.index):
@@ -464,7 +582,7 @@ class LocalExecutor(Executor):
                     slot.attempt = attempt
                     starts.append((slot, attempt))
                     break
-        return starts
+        return starts, [a for a in orphans if a.future.set_running_or_notify_cancel()]
 
     def _start(self, slot: _Slot, attempt: _Attempt) -> None:
         now = time.monotonic()
@@ -474,12 +592,14 @@ class LocalExecutor(Executor):
             # One private directory per attempt, removed when it ends: a killed
             # executor leaves at most the attempts it was running.
             workdir = attempt.workdir = Path(tempfile.mkdtemp(prefix="gwasm-attempt-"))
-            attempt.baseline = sandbox.materialise(attempt.subtask, workdir)
+            sandbox.materialise(attempt.subtask, workdir)
+            attempt.baseline = guestfs.usage(workdir)
         except ValueError as exc:
             self._finish(slot, self._failure(slot, attempt, f"bad input: {exc}", Failure.BAD_INPUT))
             return
         except OSError as exc:
-            self._finish(slot, self._failure(slot, attempt, f"cannot prepare the subtask's directory: {exc}"))
+            why = f"cannot prepare the subtask's directory: {exc}"
+            self._finish(slot, self._failure(slot, attempt, why, Failure.LOST))
             return
         job = (
             attempt.program,
@@ -499,7 +619,8 @@ class LocalExecutor(Executor):
                     slot.worker.kill()
                     slot.worker = None
                 error = exc
-        self._finish(slot, self._failure(slot, attempt, f"cannot start a worker process: {error}"))
+        why = f"cannot start a worker process: {error}"
+        self._finish(slot, self._failure(slot, attempt, why, Failure.LOST))
 
     def _spawn(self) -> _Worker:
         method = self.start_method or ("fork" if _fork_is_safe() else "exec")
@@ -526,36 +647,49 @@ class LocalExecutor(Executor):
                     while os.read(self._wake_r, 4096):
                         pass
                 continue
-            slot = busy[fd]
-            message = _recv(fd)
-            attempt = slot.attempt
-            assert attempt is not None
-            if message is None:
-                self._kill(slot)
-                self._finish(slot, self._failure(slot, attempt, "worker process died unexpectedly"))
-            elif message[0] == "started":  # type: ignore[index]
-                attempt.deadline = time.monotonic() + attempt.limits.subtask_timeout
-            else:
-                self._finish(slot, message[1])  # type: ignore[index]
+            self._guard(busy[fd], self._receive, busy[fd])
 
-    def _police(self) -> None:
-        """Kill attempts that were cancelled, ran out of time or write too much."""
-        now = time.monotonic()
-        for slot in self._slots:
-            attempt = slot.attempt
-            if attempt is None or slot.worker is None:
-                continue
-            if attempt.abort:
-                reason, failure = "cancelled", Failure.CANCELLED
-            elif now > attempt.deadline:
-                reason = f"timeout: subtask time limit of {_seconds(attempt.limits.subtask_timeout)} exceeded"
-                failure = Failure.TIMEOUT
-            elif sandbox.dir_size(attempt.workdir) - attempt.baseline > attempt.limits.output_bytes:  # type: ignore[arg-type]
-                reason, failure = sandbox.output_limit_reason(attempt.limits), Failure.LIMIT
-            else:
-                continue
+    def _receive(self, slot: _Slot) -> None:
+        attempt = slot.attempt
+        if attempt is None or slot.worker is None:
+            return
+        message = _recv(slot.worker.result_fd)
+        if message is None:
             self._kill(slot)
-            self._finish(slot, self._failure(slot, attempt, reason, failure))
+            if attempt.loading:
+                # Compiling past the address-space cap makes wasmtime abort.
+                why = "worker process died while loading the program (over the memory cap for compiling it?)"
+                self._finish(slot, self._failure(slot, attempt, why, Failure.LIMIT))
+            else:
+                self._finish(slot, self._failure(slot, attempt, "worker process died unexpectedly", Failure.LOST))
+        elif message[0] == "started":  # type: ignore[index]
+            attempt.loading = False
+            attempt.guest_started = time.monotonic()
+            attempt.deadline = attempt.guest_started + attempt.limits.subtask_timeout
+        else:
+            self._finish(slot, message[1])  # type: ignore[index]
+
+    def _police(self, slot: _Slot) -> None:
+        """Kill the slot's attempt if it was cancelled, ran out of time or writes too much."""
+        attempt = slot.attempt
+        if attempt is None or slot.worker is None:
+            return
+        failure = Failure.LIMIT
+        if attempt.abort:
+            reason, failure = "cancelled", Failure.CANCELLED
+        elif time.monotonic() > attempt.deadline:
+            reason = f"timeout: subtask time limit of {_seconds(attempt.limits.subtask_timeout)} exceeded"
+            failure = Failure.TIMEOUT
+        elif attempt.workdir is not None:
+            # Bounded work: the walk stops at the first limit broken.
+            found = guestfs.usage(attempt.workdir, attempt.baseline, attempt.limits)
+            reason = found.over(attempt.baseline, attempt.limits)
+            if not reason:
+                return
+        else:
+            return
+        self._kill(slot)
+        self._finish(slot, self._failure(slot, attempt, reason, failure))
 
     def _kill(self, slot: _Slot) -> None:
         if slot.worker is not None:
@@ -563,25 +697,59 @@ class LocalExecutor(Executor):
             slot.worker = None
 
     @staticmethod
-    def _failure(slot: _Slot, attempt: _Attempt, reason: str,
-                 failure: Failure = Failure.LOST) -> SubtaskResult:
+    def _failure(slot: _Slot | None, attempt: _Attempt, reason: str, failure: Failure) -> SubtaskResult:
         return SubtaskResult(
             index=attempt.subtask.index,
             name=attempt.subtask.name,
             ok=False,
             reason=reason,
+            provider=slot.provider if slot is not None else "local",
+            # Like the sandbox's CPU seconds, counted from the guest's start
+            # (loading the program is the provider's business).
+            seconds=time.monotonic() - attempt.guest_started if attempt.guest_started else 0.0,
             failure=failure,
-            provider=slot.provider,
-            seconds=time.monotonic() - attempt.started,
         )
 
     def _finish(self, slot: _Slot, result: SubtaskResult) -> None:
+        """End the slot's attempt with ``result`` once its directory is removed.
+
+        Removal runs on the janitor thread (thousands of directories take
+        seconds on some disks, and the dispatcher must keep time for the other
+        slots); the slot takes no new attempt until it is done."""
         attempt = slot.attempt
         slot.attempt = None
         if attempt is None:
             return
-        if attempt.workdir is not None:
-            sandbox.remove_tree(attempt.workdir)
+        if attempt.workdir is None:
+            self._settle(attempt, result)
+            return
+        slot.cleaning = True
+        self._cleanups.put((slot, attempt, result))
+
+    def _clean(self) -> None:
+        """The janitor thread: removes finished attempts' directories, then
+        settles their futures. A directory that cannot be removed retires its
+        slot: its disk is no longer known to be clean, so it takes no more
+        work, and the attempt fails saying so (the engine retries it elsewhere)."""
+        try:
+            while (item := self._cleanups.get()) is not None:
+                slot, attempt, result = item
+                try:
+                    guestfs.remove_tree(attempt.workdir)  # type: ignore[arg-type]
+                except BaseException as exc:  # RecursionError included, were there a bug
+                    slot.retired = f"cannot remove {attempt.workdir}: {exc}"
+                    why = f"provider {slot.provider} cannot clean up after this attempt and takes no more work: "
+                    result = self._failure(slot, attempt, why + slot.retired, Failure.LOST)
+                slot.cleaning = False
+                with contextlib.suppress(Exception):
+                    self._settle(attempt, result)
+                self._wake()
+        finally:
+            with _dispatchers_lock:
+                _dispatchers.discard(threading.current_thread())
+
+    @staticmethod
+    def _settle(attempt: _Attempt, result: SubtaskResult) -> None:
         if not attempt.future.done():
             attempt.future.set_result(result)
         # Break the future <-> attempt cycle, or every result's audio would live
@@ -597,6 +765,9 @@ class LocalExecutor(Executor):
             elif slot.worker is not None:
                 slot.worker.stop()
                 slot.worker = None
+        self._cleanups.put(None)
+        if self._janitor is not None:
+            self._janitor.join()
         with self._lock:
             queued = list(self._queue)
             self._queue.clear()
