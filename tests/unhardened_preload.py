@@ -7,7 +7,6 @@ baseline. Production code has no such switch.
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from gflite import __version__
@@ -15,7 +14,7 @@ from gflite.gwasm.executors.dask import messages, tasks
 
 
 def dask_setup(worker: Any) -> None:
-    info = {"price": float(os.environ.get("GFLITE_PRICE", "0") or 0), "version": __version__}
+    info = {"price": messages.declared_price(), "version": __version__}
     worker.startup_information[messages.INFO_KEY] = lambda _w: dict(info)
 
 

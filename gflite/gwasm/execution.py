@@ -545,4 +545,6 @@ def run(
         in_flight.clear()
         if ledger is not None:
             report.bill = ledger.bill()
+        for provider, why in executor.excluded().items():
+            report.rejected.setdefault(provider, why)
 

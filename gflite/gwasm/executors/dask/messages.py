@@ -9,6 +9,7 @@ allocates, then checks every field's type and size; anything else is
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,23 @@ NOT_INSTALLED = "program not installed on provider"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 PROVIDER_FAILURES = frozenset({Failure.GUEST, Failure.TIMEOUT, Failure.LIMIT,
                                Failure.BAD_INPUT, Failure.CANCELLED})
+
+
+PRICE_ENV = "GFLITE_PRICE"
+
+
+def declared_price(environ: dict[str, str] | None = None) -> float:
+    """The price per CPU-second a provider declares in ``GFLITE_PRICE`` (default 0)."""
+    raw = (os.environ if environ is None else environ).get(PRICE_ENV, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        price = float(raw)
+    except ValueError:
+        price = math.nan
+    if not math.isfinite(price) or price < 0:
+        raise ValueError(f"{PRICE_ENV}={raw!r} is not a non-negative number")
+    return price
 
 
 class Malformed(ValueError):

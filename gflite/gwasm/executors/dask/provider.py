@@ -13,7 +13,6 @@ Never import it in a requestor.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from typing import Any
 
@@ -22,26 +21,11 @@ import dask
 from gflite import __version__
 from gflite.gwasm.executors.dask import guard, messages, policies, tasks, unpickle
 
-PRICE_ENV = "GFLITE_PRICE"
 logger = logging.getLogger("distributed.gflite")
 
 unpickle.install(policies.PROVIDER)
 dask.config.set(guard.blocked_config())
 guard.loopback_http()
-
-
-def declared_price(environ: dict[str, str] | None = None) -> float:
-    """The price per CPU-second a provider declares in ``GFLITE_PRICE`` (default 0)."""
-    raw = (os.environ if environ is None else environ).get(PRICE_ENV, "").strip()
-    if not raw:
-        return 0.0
-    try:
-        price = float(raw)
-    except ValueError:
-        price = math.nan
-    if not math.isfinite(price) or price < 0:
-        raise ValueError(f"{PRICE_ENV}={raw!r} is not a non-negative number")
-    return price
 
 
 def dask_setup(server: Any) -> None:
@@ -53,9 +37,10 @@ def dask_setup(server: Any) -> None:
         guard.harden(server, "nanny")
         return
     guard.harden(server, "worker")
-    info = {"price": declared_price(), "version": __version__}
+    info = {"price": messages.declared_price(), "version": __version__}
     server.startup_information[messages.INFO_KEY] = lambda _w: dict(info)
-    logger.info("gflite provider: hardened (price %s per CPU-second)", info["price"])
+    logger.info("gflite provider: hardened, pid %d, price %s per CPU-second", os.getpid(),
+                info["price"])
 
 
 def dask_teardown(server: Any) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -30,12 +31,11 @@ from gflite.gwasm.executors.local import LocalExecutor
 from gflite.gwasm.subtask import Failure, Program, Subtask, SubtaskResult
 
 PROGRAM_CAP = 1 << 30
+logger = logging.getLogger("distributed.gflite")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 _lock = threading.Lock()
 _programs: dict[str, Path] = {}
-_installs = 0
-_running = 0
 _local: LocalExecutor | None = None
 
 
@@ -54,7 +54,6 @@ def _scratch() -> Path:
 def install(sha256: Any, data: Any) -> str:
     """Task: keep a program on this worker's disk, named by its sha256; the result
     (the sha256) orders later attempts after it."""
-    global _installs
     if not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
         raise ValueError("not a sha256")
     if not isinstance(data, bytes) or len(data) > PROGRAM_CAP:
@@ -68,7 +67,7 @@ def install(sha256: Any, data: Any) -> str:
         os.replace(tmp, path)
     with _lock:
         _programs[sha256] = path
-        _installs += 1
+    logger.info("gflite provider: installed program %s", sha256)
     return sha256
 
 
@@ -96,14 +95,6 @@ def close() -> None:
         local.close()
 
 
-def stats() -> dict[str, Any]:
-    """Diagnostics the provider logs; never reachable by a peer."""
-    with _lock:
-        spawned = _local.spawned if _local is not None else 0
-        return {"installs": _installs, "programs": sorted(_programs), "sandboxes": spawned,
-                "running": _running, "pid": os.getpid()}
-
-
 def _answer(subtask: Subtask, reason: str, failure: Failure) -> bytes:
     return messages.encode_answer(SubtaskResult(subtask.index, subtask.name, ok=False,
                                                 reason=reason, failure=failure))
@@ -112,7 +103,6 @@ def _answer(subtask: Subtask, reason: str, failure: Failure) -> bytes:
 def attempt(sha256: Any, request: Any) -> bytes:
     """Task: run one attempt in one of this worker's sandbox processes. Returns the
     answer blob; never raises."""
-    global _running
     try:
         req = messages.decode_request(request)
     except messages.Malformed as exc:
@@ -125,14 +115,7 @@ def attempt(sha256: Any, request: Any) -> bytes:
     try:
         program = Program(path, sha256, nan_canonicalization=req.nan_canonicalization)
         future = sandboxes().submit(program, subtask, req.limits)
-        wanted = _still_wanted()
-        with _lock:
-            _running += 1
-        try:
-            result = _wait(future, wanted, subtask)
-        finally:
-            with _lock:
-                _running -= 1
+        result = _wait(future, _still_wanted(), subtask)
         if not result.ok and result.failure is None:
             kind = Failure.TIMEOUT if result.reason.startswith("timeout") else Failure.GUEST
             result = replace(result, failure=kind)
