@@ -15,11 +15,14 @@ their function by module and name). SPEC is one of:
   (``bytes(3_000_000_000)``) when unpickled;
 - ``flood``: a well-formed answer with 150 MB of stdout;
 - ``escapes``: a failed answer whose reason is full of terminal escapes and
-  newlines (give the worker such a ``--name`` too).
+  newlines (give the worker such a ``--name`` too);
+- ``file:PATH``: the SPEC in that file, read at each attempt (``honest`` for
+  none of the above), so one worker can play every part in turn.
 """
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -58,11 +61,16 @@ def _rewrite(blob: bytes, **fields: Any) -> bytes:
 def dask_setup(worker: Any) -> None:
     from gflite.gwasm.executors.dask import tasks
 
-    spec = os.environ.get("GFLITE_TEST_FAULT", "faulty")
-    kind, _, arg = spec.partition(":")
+    fixed = os.environ.get("GFLITE_TEST_FAULT", "faulty")
     honest = tasks.attempt
 
     def hostile(*args: Any, **kwargs: Any) -> Any:
+        spec = fixed
+        if spec.startswith("file:"):
+            spec = Path(spec.removeprefix("file:")).read_text().strip()
+        kind, _, arg = spec.partition(":")
+        if kind == "honest":
+            return honest(*args, **kwargs)
         if kind == "pickle-cmd":
             return RunsACommand(arg)
         if kind == "exception-cmd":

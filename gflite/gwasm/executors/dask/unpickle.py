@@ -171,7 +171,7 @@ def loads_with(policy: Policy, data: Any, *, buffers: Any = (), **kwargs: Any) -
 # attribute, at call time). Everything else in Dask that unpickles goes through
 # the first one. tests/test_dask_canary.py fails when an upgrade adds a site.
 SITES = ("distributed.protocol.pickle", "distributed.client", "distributed.scheduler",
-         "distributed.shuffle._pickle")
+         "distributed.shuffle._pickle", "distributed.shuffle._core")
 
 _installed: Policy | None = None
 
