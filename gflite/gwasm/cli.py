@@ -17,7 +17,7 @@ from typing import Optional
 import typer
 
 from gflite.errors import ExecutionError, GfliteError, Interrupted
-from gflite.cli_shared import market_in_play, quiet_cluster_logs
+from gflite.cli_shared import for_terminal, market_in_play, quiet_cluster_logs
 from gflite.gwasm.subtask import SubtaskResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -29,7 +29,7 @@ def _gwasm() -> None:
 
 
 def _error(message: str) -> None:
-    typer.echo(f"gwasm: error: {message}", err=True)
+    typer.echo(f"gwasm: error: {for_terminal(message, 2000)}", err=True)
 
 
 @app.command()
@@ -119,8 +119,8 @@ def _run(task_path: Path, workers: int | None, retries: int, quiet: bool, *,
             )
             lines = report.lines() if show_bill else [
                 line for line in report.lines() if line.startswith("excluded ")]
-            for line in lines:
-                typer.echo(f"  {line}")
+            for line in lines:  # names and verdicts come from providers
+                typer.echo(f"  {for_terminal(line, 400)}")
 
     written: set[int] = set()
     try:
@@ -150,7 +150,7 @@ def _run(task_path: Path, workers: int | None, retries: int, quiet: bool, *,
         summary()
         for outcome in exc.outcomes:
             state = "ok" if outcome.ok else f"failed: {outcome.reason}"
-            typer.echo(f"  {outcome.name}: {state}", err=True)
+            typer.echo(f"  {for_terminal(outcome.name)}: {for_terminal(state, 400)}", err=True)
         raise
     finally:
         bar.close()
