@@ -14,6 +14,7 @@ their function by module and name). SPEC is one of:
 - ``bomb``: answers with a pickle of a few dozen bytes that allocates 3 GB
   (``bytes(3_000_000_000)``) when unpickled;
 - ``flood``: a well-formed answer with 150 MB of stdout;
+- ``lying-size``: 150 MB in an object that tells Dask it is 100 bytes;
 - ``escapes``: a failed answer whose reason is full of terminal escapes and
   newlines (give the worker such a ``--name`` too);
 - ``file:PATH``: the SPEC in that file, read at each attempt (``honest`` for
@@ -52,6 +53,17 @@ class Bomb:
         return (bytes, (3_000_000_000,))
 
 
+class Liar:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __sizeof__(self) -> int:
+        return 100
+
+    def __reduce__(self) -> tuple:
+        return (bytes, (self.data,))
+
+
 def _rewrite(blob: bytes, **fields: Any) -> bytes:
     answer = msgpack.unpackb(blob, raw=False)
     answer.update(fields)
@@ -77,6 +89,8 @@ def dask_setup(worker: Any) -> None:
             raise CommandError(arg)
         if kind == "bomb":
             return Bomb()
+        if kind == "lying-size":
+            return Liar(b"x" * FLOOD)
         blob = honest(*args, **kwargs)
         if kind == "flood":
             return _rewrite(blob, stdout=b"x" * FLOOD)

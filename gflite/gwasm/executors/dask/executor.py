@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextvars
 import hashlib
 import math
 import os
@@ -77,6 +78,55 @@ def harden_client() -> None:
     clean_exception._gflite = True  # type: ignore[attr-defined]
     distributed.core.clean_exception = clean_exception
     distributed.client.clean_exception = clean_exception
+    _cap_reads()
+
+
+class MessageTooLarge(OSError):
+    """A message from the cluster larger than any honest answer could be."""
+
+
+# The most bytes one message from the cluster may take: the largest answer the
+# limits of any attempt submitted so far allow (at least READ_CAP_FLOOR).
+READ_CAP_FLOOR = 64 << 20
+_read_cap = READ_CAP_FLOOR
+_budget: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "gflite_read_budget", default=None)
+
+
+def _raise_read_cap(limits: Limits) -> None:
+    global _read_cap
+    _read_cap = max(_read_cap, messages.answer_cap(limits))
+
+
+def _cap_reads() -> None:
+    """Dask reads a whole message (its size is in its header) before anyone sees
+    it, so a provider that under-reports its answer's size would get any amount
+    read into memory. Refuse to read a TCP/TLS message over the cap: the comm is
+    dropped instead, and the answer fails as too large."""
+    import distributed.comm.tcp as tcp
+
+    if getattr(tcp.read_bytes_rw, "_gflite", False):
+        return
+    read_bytes_rw, read = tcp.read_bytes_rw, tcp.TCP.read
+
+    async def capped_read_bytes_rw(stream: Any, n: int) -> Any:
+        budget = _budget.get()
+        if budget is not None:
+            budget[0] -= n
+            if budget[0] < 0:
+                raise MessageTooLarge(f"a message over the requestor's cap of {_read_cap} bytes")
+        return await read_bytes_rw(stream, n)
+
+    async def capped_read(self: Any, deserializers: Any = None) -> Any:
+        token = _budget.set([_read_cap])
+        try:
+            return await read(self, deserializers)
+        finally:
+            _budget.reset(token)
+
+    capped_read_bytes_rw._gflite = True  # type: ignore[attr-defined]
+    tcp.read_bytes_rw = capped_read_bytes_rw
+    tcp.TCP.read = capped_read  # type: ignore[method-assign]
 
 def security_from_files(ca: str | Path, cert: str | Path, key: str | Path) -> distributed.Security:
     """Mutual-TLS settings for a client: our CA, our certificate and its key."""
@@ -421,6 +471,7 @@ class DaskExecutor(Executor):
         patience = rounds * (LOAD_GRACE + limits.subtask_timeout) + self.grace
         attempt = _Attempt(future, subtask, limits, program.sha256, provider,
                            deadline=time.monotonic() + patience)
+        _raise_read_cap(limits)
         try:
             with self._lock:
                 program_arg = self._installed(program, provider)
@@ -478,9 +529,14 @@ class DaskExecutor(Executor):
             else:
                 # Our entry point never raises: an error object is not an answer.
                 result = self._malformed(attempt, "an error instead of an answer")
-        except Exception as exc:
+        except MessageTooLarge as exc:
+            result = self._malformed(attempt, str(exc))
+        except (OSError, TimeoutError, cf.TimeoutError, asyncio.TimeoutError) as exc:
             result = self._failure(st, provider, f"cannot fetch the result from {provider}: "
                                    f"{_one_line(exc)}", Failure.LOST)
+        except Exception as exc:  # Dask could not load what the provider sent
+            result = self._malformed(attempt, f"an answer that cannot be loaded "
+                                              f"({type(exc).__name__})")
         if result.reason == messages.NOT_INSTALLED:
             with self._lock:
                 if self._installs.get((provider, attempt.sha256)) is True:
