@@ -184,6 +184,29 @@ def test_plugins_and_upload_file_are_refused(site: Site, client, tmp_path: Path)
     assert not (tmp_path / "direct.py").exists()
 
 
+def test_run_coroutine_and_actors_are_refused(site: Site, client) -> None:
+    from distributed.core import rpc
+    from distributed.protocol.pickle import dumps
+
+    s = site.sentinel()
+
+    async def touch() -> None:
+        os.system(f"touch {s}")
+
+    async def direct(address: str) -> None:
+        args = site.requestor().get_connection_args("client")
+        async with rpc(address, connection_args=args) as w:
+            for reply in (await w.run_coroutine(function=dumps(touch), args=dumps(()),
+                                                kwargs=dumps({}), wait=True),
+                          await w.actor_execute(actor="x", function="y", args=(), kwargs={})):
+                if not (isinstance(reply, dict) and reply.get("status") == "error"):
+                    return
+        raise RuntimeError("refused")
+
+    refused(lambda: asyncio.run(direct(site.cluster.workers["alice"].address)), s)
+    refused(lambda: client.submit(subprocess.Popen, ["touch", str(s)], actor=True).result(60), s)
+
+
 def test_a_task_argument_that_runs_a_command_is_refused(site: Site, client) -> None:
     # On the scheduler: it unpickles the graph first.
     s = site.sentinel()

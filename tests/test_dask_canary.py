@@ -87,3 +87,15 @@ def test_the_dangerous_handlers_are_blocked(kind: str) -> None:
                        "actor_attribute", "terminate", "update_data", "gather"},
             "nanny": {"run", "plugin_add", "kill", "restart", "terminate", "instantiate"}}
     assert must[kind] <= set(guard.blocked(kind))
+
+
+def test_the_readmes_provider_variables_block_only_what_the_preload_blocks() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for kind in ("worker", "nanny"):
+        m = re.search(rf"DASK_DISTRIBUTED__{kind.upper()}__BLOCKED_HANDLERS='(\[[^']*\])'", readme)
+        assert m, kind
+        listed = set(eval(m.group(1)))  # a literal list of strings
+        assert listed <= set(guard.blocked(kind))
+        assert {"run", "terminate"} <= listed
+    assert {"run_coroutine", "upload_file", "plugin-add", "actor_execute"} <= set(eval(re.search(
+        r"WORKER__BLOCKED_HANDLERS='(\[[^']*\])'", readme).group(1)))
