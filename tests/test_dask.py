@@ -417,6 +417,11 @@ def test_tls_refuses_clients_without_the_right_certificate(tls_cluster) -> None:
     assert "TLS" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(ClusterError, match="TLS"):
         DaskExecutor(c.address, (rogue.ca, rogue.cert, rogue.key), connect_timeout=3)
+    # Signed by the cluster's CA, but a provider's: it may not act as a client.
+    with pytest.raises(ClusterError, match="cannot connect") as err:
+        DaskExecutor(c.address, (good.ca, good.provider_cert, good.provider_key),
+                     connect_timeout=3)
+    assert err.value.exit_code == 8 and "\n" not in str(err.value)
     with pytest.raises(ClusterError, match="uses TLS"):
         DaskExecutor(c.address)
     with pytest.raises(ClusterError):

@@ -99,3 +99,18 @@ def test_the_readmes_provider_variables_block_only_what_the_preload_blocks() -> 
         assert {"run", "terminate"} <= listed
     assert {"run_coroutine", "upload_file", "plugin-add", "actor_execute"} <= set(eval(re.search(
         r"WORKER__BLOCKED_HANDLERS='(\[[^']*\])'", readme).group(1)))
+
+
+def test_the_wrapped_internals_are_where_the_hardening_expects_them() -> None:
+    import inspect
+
+    import distributed.client
+    import distributed.core
+    from distributed.comm import tcp
+
+    # requestor.harden wraps these: TCP.read must read its frames through the
+    # module-level read_bytes_rw, and the client must call clean_exception by name.
+    assert "read_bytes_rw(" in inspect.getsource(tcp.TCP.read)
+    assert "clean_exception(" in inspect.getsource(distributed.client)
+    assert "self.handlers[op]" in inspect.getsource(distributed.core.Server._handle_comm)
+    assert "self.blocked_handlers" in inspect.getsource(distributed.core.Server._handle_comm)

@@ -1,6 +1,7 @@
 """The Dask backend, split by who runs what (each module small enough to audit):
 
-- :mod:`.executor` -- the requestor's executor (runs in the requestor's process);
+- :mod:`.executor` -- the requestor's executor, and :mod:`.requestor`, which hardens
+  the requestor's process for its Dask client;
 - :mod:`.tasks` -- the code a provider runs: install a program, run one attempt;
 - :mod:`.messages` -- the plain-data request and answer, decoded with size caps;
 - :mod:`.provider` -- the worker and nanny preload (hardens a provider);

@@ -9,11 +9,9 @@ and sha256 carries the bytes, and the attempts submitted meanwhile depend on
 it. An attempt's arguments and its answer are plain msgpack blobs
 (:mod:`.messages`).
 
-Answers are data. Making an executor hardens this process's Dask client: it
-unpickles only through the requestor policy (two type names, nothing
-callable), and a refused or malformed error never leaves a future pending.
-An answer larger than the limits allow is refused by its size as the
-scheduler reports it, before it is fetched. A provider whose answer is
+Answers are data. Making an executor hardens this process's Dask client
+(:mod:`.requestor`). An answer larger than the limits allow is refused by its
+size as the scheduler reports it, before it is fetched. A provider whose answer is
 refused (malformed, too large, an error object) is excluded for as long as
 this executor lives.
 
@@ -24,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import contextvars
 import hashlib
 import math
 import os
@@ -37,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from gflite.errors import ClusterError, GfliteError
 from gflite.gwasm.executors.base import Executor, Provider
-from gflite.gwasm.executors.dask import messages, policies, tasks, unpickle
+from gflite.gwasm.executors.dask import messages, requestor, tasks
+from gflite.gwasm.executors.dask.requestor import MessageTooLarge
 from gflite.gwasm.executors.local import LOAD_GRACE
 from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 
@@ -48,85 +46,6 @@ CLUSTER_ENV = "GFLITE_CLUSTER"
 TLS_ENV = ("GFLITE_TLS_CA", "GFLITE_TLS_CERT", "GFLITE_TLS_KEY")
 NAME_CAP = 200  # a provider's name as it claims it; escaped later, before any terminal
 
-
-def harden_client() -> None:
-    """Make this process a requestor: Dask unpickles only through the requestor
-    policy, and an error it cannot load becomes a plain Exception instead of an
-    AssertionError that would leave its future pending forever."""
-    unpickle.install(policies.REQUESTOR)
-    import types
-
-    import distributed.client
-    import distributed.core
-
-    original = distributed.core.clean_exception
-    if getattr(original, "_gflite", False):
-        return
-
-    def clean_exception(exception: Any = None, traceback: Any = None, **kwargs: Any) -> Any:
-        if isinstance(exception, (bytes, bytearray)):
-            try:
-                exception = unpickle.loads_with(policies.REQUESTOR, exception)
-            except Exception:
-                exception = None
-        if exception is not None and not isinstance(exception, BaseException):
-            exception = Exception(f"an error the requestor refused to load ({exception!r:.100})")
-        if not isinstance(traceback, types.TracebackType):
-            traceback = None
-        return type(exception), exception, traceback
-
-    clean_exception._gflite = True  # type: ignore[attr-defined]
-    distributed.core.clean_exception = clean_exception
-    distributed.client.clean_exception = clean_exception
-    _cap_reads()
-
-
-class MessageTooLarge(OSError):
-    """A message from the cluster larger than any honest answer could be."""
-
-
-# The most bytes one message from the cluster may take: the largest answer the
-# limits of any attempt submitted so far allow (at least READ_CAP_FLOOR).
-READ_CAP_FLOOR = 64 << 20
-_read_cap = READ_CAP_FLOOR
-_budget: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
-    "gflite_read_budget", default=None)
-
-
-def _raise_read_cap(limits: Limits) -> None:
-    global _read_cap
-    _read_cap = max(_read_cap, messages.answer_cap(limits))
-
-
-def _cap_reads() -> None:
-    """Dask reads a whole message (its size is in its header) before anyone sees
-    it, so a provider that under-reports its answer's size would get any amount
-    read into memory. Refuse to read a TCP/TLS message over the cap: the comm is
-    dropped instead, and the answer fails as too large."""
-    import distributed.comm.tcp as tcp
-
-    if getattr(tcp.read_bytes_rw, "_gflite", False):
-        return
-    read_bytes_rw, read = tcp.read_bytes_rw, tcp.TCP.read
-
-    async def capped_read_bytes_rw(stream: Any, n: int) -> Any:
-        budget = _budget.get()
-        if budget is not None:
-            budget[0] -= n
-            if budget[0] < 0:
-                raise MessageTooLarge(f"a message over the requestor's cap of {_read_cap} bytes")
-        return await read_bytes_rw(stream, n)
-
-    async def capped_read(self: Any, deserializers: Any = None) -> Any:
-        token = _budget.set([_read_cap])
-        try:
-            return await read(self, deserializers)
-        finally:
-            _budget.reset(token)
-
-    capped_read_bytes_rw._gflite = True  # type: ignore[attr-defined]
-    tcp.read_bytes_rw = capped_read_bytes_rw
-    tcp.TCP.read = capped_read  # type: ignore[method-assign]
 
 def security_from_files(ca: str | Path, cert: str | Path, key: str | Path) -> distributed.Security:
     """Mutual-TLS settings for a client: our CA, our certificate and its key."""
@@ -217,7 +136,7 @@ class DaskExecutor(Executor):
             raise ClusterError(
                 f"the cluster executor needs Dask: pip install 'gflite[cluster]' ({exc})"
             ) from None
-        harden_client()
+        requestor.harden()
 
         address = address.strip()
         if "://" not in address:
@@ -471,7 +390,7 @@ class DaskExecutor(Executor):
         patience = rounds * (LOAD_GRACE + limits.subtask_timeout) + self.grace
         attempt = _Attempt(future, subtask, limits, program.sha256, provider,
                            deadline=time.monotonic() + patience)
-        _raise_read_cap(limits)
+        requestor.raise_read_cap(limits)
         try:
             with self._lock:
                 program_arg = self._installed(program, provider)
