@@ -261,6 +261,28 @@ def test_a_provider_certificate_cannot_act_as_a_client(site: Site) -> None:
     refused(lambda: asyncio.run(fetch(site.cluster.workers["alice"].address)), s)
 
 
+def test_a_requestor_certificate_cannot_join_as_a_provider(site: Site) -> None:
+    c = site.cluster
+    log = c.workdir / "worker-impostor.log"
+    proc = c._spawn(
+        [sys.executable, "-m", "distributed.cli.dask_worker", c.address, "--name", "impostor",
+         "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard", "--no-nanny",
+         "--death-timeout", "20", "--preload", "gflite.gwasm.executors.dask.provider",
+         *c._tls_args(provider=False)],
+        log, c._env({"GFLITE_PRICE": "0"}))
+    try:
+        deadline = time.monotonic() + 60
+        scheduler_log = c.workdir / "scheduler.log"
+        while "refused 'register-worker'" not in scheduler_log.read_text():
+            assert "Registered to:" not in log.read_text(), "the impostor joined"
+            assert proc.poll() is None or time.monotonic() < deadline, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "no refusal seen"
+            time.sleep(0.2)
+        assert "Registered to:" not in log.read_text()
+    finally:
+        c._stop([proc])
+
+
 def test_the_providers_still_serve_an_honest_job_after_the_attacks(site: Site, echo) -> None:
     report = honest_job(site, echo)
     assert not report.rejected
