@@ -390,7 +390,7 @@ class DaskExecutor(Executor):
         patience = rounds * (LOAD_GRACE + limits.subtask_timeout) + self.grace
         attempt = _Attempt(future, subtask, limits, program.sha256, provider,
                            deadline=time.monotonic() + patience)
-        requestor.raise_read_cap(limits)
+        requestor.raise_read_cap(self, limits)
         try:
             with self._lock:
                 program_arg = self._installed(program, provider)
@@ -552,6 +552,7 @@ class DaskExecutor(Executor):
                 f.release()
             except Exception:
                 pass
+        requestor.release_read_cap(self)
         self._collector.shutdown(wait=False, cancel_futures=True)
         try:
             self._client.close(timeout=2)

@@ -1,10 +1,14 @@
 """What each party of a gflite cluster may unpickle (see :mod:`.unpickle`).
 
-Each entry was needed by an honest run; the cluster tests fail if one is
-missing. Nothing here may be called with arbitrary arguments: a call is
-allowed only with arguments of the shape Dask itself sends.
+Each entry is one an honest gflite run uses (an install, attempts queued behind
+it, attempts after it), as logged by an instrumented run; anything else is
+refused and logged as ``refused to unpickle ...`` in that process's log.
+Nothing here may be called with arbitrary arguments: a call is allowed only
+with arguments of the shape Dask itself sends.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from gflite.gwasm.executors.dask.unpickle import Policy
 
@@ -12,8 +16,6 @@ INSTALL = "gflite.gwasm.executors.dask.tasks:install"
 ATTEMPT = "gflite.gwasm.executors.dask.tasks:attempt"
 TASK = "dask._task_spec:Task"
 ALIAS = "dask._task_spec:Alias"
-TASK_REF = "dask._task_spec:TaskRef"
-DATA_NODE = "dask._task_spec:DataNode"
 SHUFFLE_PLUGIN = "distributed.shuffle._worker_plugin:ShuffleWorkerPlugin"
 RECONSTRUCT = "dask._expr:Expr._reconstruct"
 LLG_EXPR = "dask._expr:LLGExpr"
@@ -30,17 +32,8 @@ def _is_key(x: object) -> bool:
     return _is_part(x) or isinstance(x, tuple) and len(x) <= 8 and all(map(_is_part, x))
 
 
-def _keys(n: int):
+def _keys(n: int) -> Callable[[tuple], bool]:
     return lambda args: len(args) == n and all(_is_key(a) for a in args)
-
-
-def _data_node(args: tuple) -> bool:
-    """``DataNode(key, value)``: a literal argument, already unpickled under the policy."""
-    return len(args) == 2 and _is_key(args[0])
-
-
-def _no_args(args: tuple) -> bool:
-    return args == ()
 
 
 def _llg_expr(args: tuple) -> bool:
@@ -57,7 +50,7 @@ def _llg_expr(args: tuple) -> bool:
 PROVIDER = Policy(
     "provider",
     values=frozenset({INSTALL, ATTEMPT}),
-    calls={ALIAS: _keys(2), TASK_REF: _keys(1), DATA_NODE: _data_node, SHUFFLE_PLUGIN: _no_args},
+    calls={ALIAS: _keys(2)},
     builds=frozenset({TASK, SHUFFLE_PLUGIN}),
 )
 
@@ -66,8 +59,8 @@ PROVIDER = Policy(
 SCHEDULER = Policy(
     "scheduler",
     values=frozenset({INSTALL, ATTEMPT, LLG_EXPR}),
-    calls={ALIAS: _keys(2), TASK_REF: _keys(1), DATA_NODE: _data_node, RECONSTRUCT: _llg_expr},
-    builds=frozenset({TASK, SHUFFLE_PLUGIN}),
+    calls={ALIAS: _keys(2), RECONSTRUCT: _llg_expr},
+    builds=frozenset({TASK}),
 )
 
 # The requestor: an answer is bytes; Dask names the type of each result it

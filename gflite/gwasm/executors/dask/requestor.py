@@ -5,7 +5,7 @@
 - An error it cannot load becomes a plain Exception instead of an
   AssertionError that would leave its future pending forever.
 - No message from the cluster is read past the largest answer the limits of
-  the attempts submitted so far allow (64 MiB at least).
+  the open executors' attempts allow (64 MiB at least).
 """
 from __future__ import annotations
 
@@ -53,16 +53,26 @@ class MessageTooLarge(OSError):
 
 
 # The most bytes one message from the cluster may take: the largest answer the
-# limits of any attempt submitted so far allow (at least READ_CAP_FLOOR).
+# limits of the attempts of any open executor allow (at least READ_CAP_FLOOR).
 READ_CAP_FLOOR = 64 << 20
+_caps: dict[int, int] = {}  # id of an open executor -> the largest answer cap it used
 _read_cap = READ_CAP_FLOOR
 _budget: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "gflite_read_budget", default=None)
 
 
-def raise_read_cap(limits: Limits) -> None:
+def raise_read_cap(owner: object, limits: Limits) -> None:
+    """``owner`` submits an attempt under ``limits``: let its answer through."""
     global _read_cap
-    _read_cap = max(_read_cap, messages.answer_cap(limits))
+    _caps[id(owner)] = max(_caps.get(id(owner), 0), messages.answer_cap(limits))
+    _read_cap = max(READ_CAP_FLOOR, *_caps.values())
+
+
+def release_read_cap(owner: object) -> None:
+    """``owner`` closed: its attempts' limits no longer raise the cap."""
+    global _read_cap
+    _caps.pop(id(owner), None)
+    _read_cap = max(READ_CAP_FLOOR, *_caps.values(), 0)
 
 
 def _cap_reads() -> None:
