@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -79,12 +80,13 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory):
+def site(tmp_path_factory: pytest.TempPathFactory, gflite_cache_dir: Path):
     s = Site(tmp_path_factory.mktemp("attacks"))
+    modules = {"GFLITE_CACHE_DIR": str(gflite_cache_dir)}  # flite.wasm compiled once
     with s.cluster as c:
-        c.add_worker("alice", price=0.02)
-        c.add_worker("bob", price=0.03, nanny=True)
-        c.add_worker(MALLORY, price=0.001, faulty=f"file:{s.fault}")
+        c.add_worker("alice", price=0.02, env=modules)
+        c.add_worker("bob", price=0.03, nanny=True, env=modules)
+        c.add_worker(MALLORY, price=0.001, faulty=f"file:{s.fault}", env=modules)
         c.wait()
         yield s
 
@@ -286,6 +288,31 @@ def test_a_requestor_certificate_cannot_join_as_a_provider(site: Site) -> None:
 def test_the_providers_still_serve_an_honest_job_after_the_attacks(site: Site, echo) -> None:
     report = honest_job(site, echo)
     assert not report.rejected
+
+
+def test_and_an_honest_gflite_job_byte_identical_to_a_local_run(
+        site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], gflite_cache_dir: Path) -> None:
+    """A real gflite run (flite.wasm) on the attacked cluster: a fresh result
+    cache each, so both really synthesise; compiled modules from the session."""
+    from gflite.cli import main
+
+    dialogue = str(Path(__file__).parents[1] / "sample_texts" / "dialogue.txt")
+    outs = {}
+    for how, extra in (("local", ["-j", "2"]), ("cluster", ["--cluster", site.cluster.address])):
+        monkeypatch.setenv("GFLITE_CACHE_DIR", str(tmp_path / f"cache-{how}"))
+        if (gflite_cache_dir / "modules").is_dir():
+            shutil.copytree(gflite_cache_dir / "modules", tmp_path / f"cache-{how}" / "modules")
+        for name, path in zip(("GFLITE_TLS_CA", "GFLITE_TLS_CERT", "GFLITE_TLS_KEY"),
+                              (site.tls.ca, site.tls.cert, site.tls.key)):
+            monkeypatch.setenv(name, str(path))
+        out = tmp_path / f"{how}.wav"
+        with pytest.raises(SystemExit) as info:
+            main(["-f", dialogue, "-voice", "kal16", "--subtasks", "4", "-q", "-o", str(out),
+                  *extra])
+        assert info.value.code == 0, capsys.readouterr().err
+        outs[how] = out.read_bytes()
+    assert outs["cluster"] == outs["local"]
 
 
 # --- a hostile provider: mallory's answers ----------------------------------------
