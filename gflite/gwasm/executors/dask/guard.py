@@ -132,12 +132,15 @@ def peer_identity(comm: Any) -> str:
 
 
 def _may(kind: str, op: str, role: str | None) -> bool:
+    """Whether a peer in ``role`` may call ``op`` on a server of ``kind``."""
     if role is None:  # no TLS: loopback only, no roles
         return True
-    if kind == "scheduler":
-        if op in PROVIDER_OPS and op != "identity" and op != "echo":
-            return role == PROVIDER
-        return role == REQUESTOR or (role == PROVIDER and op in PROVIDER_OPS)
+    if kind != "scheduler":  # workers and nannies answer the requestor's scheduler and client
+        return role == REQUESTOR
+    if op in ("identity", "echo"):
+        return role in (REQUESTOR, PROVIDER)
+    if op in PROVIDER_OPS:
+        return role == PROVIDER
     return role == REQUESTOR
 
 
