@@ -82,7 +82,7 @@ def test_the_dangerous_handlers_are_blocked(kind: str) -> None:
     must = {"scheduler": {"run_function", "feed", "register_worker_plugin",
                           "register_scheduler_plugin", "register_nanny_plugin", "restart",
                           "retire_workers", "broadcast", "proxy", "scatter",
-                          "dump_cluster_state_to_url", "terminate"},
+                          "dump_cluster_state_to_url", "terminate", "gather"},
             "worker": {"run", "run_coroutine", "plugin-add", "upload_file", "actor_execute",
                        "actor_attribute", "terminate", "update_data", "gather"},
             "nanny": {"run", "plugin_add", "kill", "restart", "terminate", "instantiate"}}

@@ -166,8 +166,12 @@ class DaskExecutor(Executor):
                 why = f"TLS handshake refused (certificate not signed by the cluster's CA?): {why}"
             raise ClusterError(f"cannot connect to cluster scheduler {address}: {why}") from None
         try:
+            # Answers come straight from the provider (the requestor runs the
+            # scheduler, so it reaches the workers): the scheduler never holds one,
+            # and only this side, which knows the limits, reads it (capped).
             self._client = distributed.Client(
-                address, security=security, timeout=connect_timeout, set_as_default=False)
+                address, security=security, timeout=connect_timeout, set_as_default=False,
+                direct_to_workers=True)
         except Exception as exc:
             raise ClusterError(
                 f"cannot connect to cluster scheduler {address}: {_one_line(exc)}") from None
@@ -450,12 +454,17 @@ class DaskExecutor(Executor):
                 result = self._malformed(attempt, "an error instead of an answer")
         except MessageTooLarge as exc:
             result = self._malformed(attempt, str(exc))
-        except (OSError, TimeoutError, cf.TimeoutError, asyncio.TimeoutError) as exc:
-            result = self._failure(st, provider, f"cannot fetch the result from {provider}: "
-                                   f"{_one_line(exc)}", Failure.LOST)
-        except Exception as exc:  # Dask could not load what the provider sent
-            result = self._malformed(attempt, f"an answer that cannot be loaded "
-                                              f"({type(exc).__name__})")
+        except Exception as exc:
+            if requestor.sent_too_much(provider):
+                result = self._malformed(attempt, f"a message over the requestor's cap of "
+                                                  f"{requestor.read_cap()} bytes")
+            elif isinstance(exc, (OSError, TimeoutError, cf.TimeoutError, asyncio.TimeoutError)) \
+                    or provider not in self._workers:
+                result = self._failure(st, provider, f"cannot fetch the result from {provider}: "
+                                       f"{_one_line(exc)}", Failure.LOST)
+            else:  # Dask could not load what the provider sent
+                result = self._malformed(attempt, f"an answer that cannot be loaded "
+                                                  f"({type(exc).__name__})")
         if result.reason == messages.NOT_INSTALLED:
             with self._lock:
                 if self._installs.get((provider, attempt.sha256)) is True:

@@ -75,8 +75,10 @@ KNOWN = {
 PROVIDER_OPS = frozenset({"register-worker", "heartbeat_worker", "unregister", "register_nanny",
                           "log_event", "identity", "echo"})
 ALLOWED = {
-    # The requestor's client: connect, list workers, fetch results and their sizes.
-    "scheduler": PROVIDER_OPS | {"register-client", "gather", "nbytes", "who_has", "ncores",
+    # The requestor's client: connect, list workers, learn results' sizes and where
+    # they are. Not "gather": the client fetches answers from the providers
+    # itself, so the scheduler never holds one (nor relays one it cannot check).
+    "scheduler": PROVIDER_OPS | {"register-client", "nbytes", "who_has", "ncores",
                                  "ncores_running", "versions", "get_metadata",
                                  "subscribe_worker_status"},
     # The scheduler and the requestor's client fetch results; the scheduler frees them.

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextvars
+import threading
 from typing import Any
 
 from gflite.gwasm.executors.dask import messages, policies, unpickle
@@ -61,11 +62,25 @@ _budget: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "gflite_read_budget", default=None)
 
 
+_oversized: set[str] = set()  # peers that sent a message over the cap
+_oversized_lock = threading.Lock()
+
+
+def sent_too_much(address: str) -> bool:
+    """Whether the peer at ``address`` sent this process a message over the cap."""
+    with _oversized_lock:
+        return address in _oversized
+
+
 def raise_read_cap(owner: object, limits: Limits) -> None:
     """``owner`` submits an attempt under ``limits``: let its answer through."""
     global _read_cap
     _caps[id(owner)] = max(_caps.get(id(owner), 0), messages.answer_cap(limits))
     _read_cap = max(READ_CAP_FLOOR, *_caps.values())
+
+
+def read_cap() -> int:
+    return _read_cap
 
 
 def release_read_cap(owner: object) -> None:
@@ -98,6 +113,11 @@ def _cap_reads() -> None:
         token = _budget.set([_read_cap])
         try:
             return await read(self, deserializers)
+        except MessageTooLarge:
+            # Dask's gather swallows the error: remember who sent it.
+            with _oversized_lock:
+                _oversized.add(str(getattr(self, "peer_address", "")))
+            raise
         finally:
             _budget.reset(token)
 
