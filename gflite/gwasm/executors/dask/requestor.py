@@ -60,10 +60,8 @@ _caps: dict[int, int] = {}  # id of an open executor -> the largest answer cap i
 _read_cap = READ_CAP_FLOOR
 _budget: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "gflite_read_budget", default=None)
-
-
 _oversized: set[str] = set()  # peers that sent a message over the cap
-_oversized_lock = threading.Lock()
+_oversized_lock = threading.Lock()  # guards the cap's state and _oversized
 
 
 def sent_too_much(address: str) -> bool:
@@ -75,8 +73,9 @@ def sent_too_much(address: str) -> bool:
 def raise_read_cap(owner: object, limits: Limits) -> None:
     """``owner`` submits an attempt under ``limits``: let its answer through."""
     global _read_cap
-    _caps[id(owner)] = max(_caps.get(id(owner), 0), messages.answer_cap(limits))
-    _read_cap = max(READ_CAP_FLOOR, *_caps.values())
+    with _oversized_lock:
+        _caps[id(owner)] = max(_caps.get(id(owner), 0), messages.answer_cap(limits))
+        _read_cap = max(READ_CAP_FLOOR, *_caps.values())
 
 
 def read_cap() -> int:
@@ -86,8 +85,9 @@ def read_cap() -> int:
 def release_read_cap(owner: object) -> None:
     """``owner`` closed: its attempts' limits no longer raise the cap."""
     global _read_cap
-    _caps.pop(id(owner), None)
-    _read_cap = max(READ_CAP_FLOOR, *_caps.values(), 0)
+    with _oversized_lock:
+        _caps.pop(id(owner), None)
+        _read_cap = max(READ_CAP_FLOOR, *_caps.values(), 0)
 
 
 def _cap_reads() -> None:
