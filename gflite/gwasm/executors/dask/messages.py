@@ -14,8 +14,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
 from gflite.gwasm.subtask import Failure, Limits, Subtask, SubtaskResult
 
 VERSION = 1
@@ -72,6 +70,8 @@ def _unpack(blob: Any, cap: int, max_bin: int) -> Any:
         raise Malformed(f"not a message but a {type(blob).__name__}")
     if len(blob) > cap:
         raise Malformed(f"{len(blob)} bytes, over the cap of {cap}")
+    import msgpack  # comes with distributed (gflite[cluster]); imported when first used
+
     try:
         return msgpack.unpackb(
             bytes(blob), raw=False, strict_map_key=True, use_list=True, max_bin_len=max_bin, max_str_len=MAX_TEXT,
@@ -122,6 +122,8 @@ def _count(m: dict, name: str) -> int:
 
 
 def encode_request(subtask: Subtask, limits: Limits, nan_canonicalization: bool) -> bytes:
+    import msgpack
+
     return msgpack.packb({
         "v": VERSION, "index": subtask.index, "name": subtask.name,
         "args": list(subtask.args), "inputs": [[rel, data] for rel, data in subtask.inputs],
@@ -151,6 +153,8 @@ def decode_request(blob: Any) -> Request:
 
 
 def encode_answer(result: SubtaskResult) -> bytes:
+    import msgpack
+
     return msgpack.packb({
         "v": VERSION, "index": result.index, "ok": bool(result.ok),
         "outputs": [[rel, data] for rel, data in result.outputs],
