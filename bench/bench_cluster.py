@@ -1,15 +1,24 @@
-"""A 2-worker Dask cluster on this machine against the local executor, and the cost of redundancy.
+"""2-worker Dask clusters on this machine against the local executor: the cost of
+the hardening and of redundancy.
 
     python bench/bench_cluster.py [--corpus PATH] [--chars N] [--voice V] [--repeat R]
 
-Starts ``dask scheduler`` and two ``dask worker`` processes (one thread each,
-the gflite preload, prices 0.01 and 0.02 per CPU-second) on 127.0.0.1, then
-times the ``gflite`` command on the first N characters of the benchmark book,
-three ways, in the same run:
+Starts two clusters on 127.0.0.1, each a ``dask scheduler`` and two ``dask
+worker`` processes (one thread each, prices 0.01 and 0.02 per CPU-second): one
+hardened as the README says (the gflite scheduler and provider preloads,
+blocked handlers), one the same without the hardening (a test-only preload
+that only publishes the price: the cluster as it was before). Then it times
+the ``gflite`` command on the first N characters of the benchmark book, four
+ways, in the same run:
 
 - local:   ``gflite -j2`` (two local worker processes)
-- cluster: ``gflite --cluster ADDR`` (the same two cores, through Dask)
+- cluster: ``gflite --cluster ADDR`` (the same two cores, through the hardened cluster)
+- cluster, not hardened: the same through the other cluster
 - cluster, redundancy 2: ``--cluster ADDR --redundancy 2`` (every chunk twice)
+
+The requestor's own hardening (its restricted unpickler, capped reads) has no
+switch, so both cluster figures include it; the hardened/not-hardened ratio is
+the cost of hardening the scheduler and the providers.
 
 Each figure is the median of R runs, in rotating order so that load from other
 processes hits all alike, after one untimed warm-up of each. Every run is a
@@ -84,14 +93,16 @@ def main() -> None:
                        env=env, check=True)
         modules = warm / "modules"
 
-        with Cluster(work / "cluster") as c:
-            for name, price in PRICES.items():
-                c.add_worker(name, price=price, env={"GFLITE_CACHE_DIR": str(warm)})
-            c.wait()
+        with Cluster(work / "hardened") as c, Cluster(work / "plain", hardened=False) as plain:
+            for cl in (c, plain):
+                for name, price in PRICES.items():
+                    cl.add_worker(name, price=price, env={"GFLITE_CACHE_DIR": str(warm)})
+                cl.wait()
             base = ["-f", str(book), "-voice", opts.voice]
             configs = {
                 "local -j2": [*base, "-j", "2"],
                 "cluster, 2 workers": [*base, "--cluster", c.address],
+                "cluster, not hardened": [*base, "--cluster", plain.address],
                 "cluster, --redundancy 2": [*base, "--cluster", c.address, "--redundancy", "2"],
             }
             times: dict[str, list[float]] = {k: [] for k in configs}
@@ -122,9 +133,10 @@ def main() -> None:
         bill = f"{cpu[name]:.1f}" if cpu.get(name) else "-"
         print(f"{name:<26} {t:8.2f} {t / local:8.2f} {bill:>13}")
     r1 = statistics.median(times["cluster, 2 workers"])
+    r0 = statistics.median(times["cluster, not hardened"])
     r2 = statistics.median(times["cluster, --redundancy 2"])
-    print(f"cluster overhead: {r1 / local:.2f}x local; --redundancy 2 costs {r2 / r1:.2f}x the "
-          f"cluster run's time")
+    print(f"cluster overhead: {r1 / local:.2f}x local; hardening costs {r1 / r0:.3f}x the "
+          f"unhardened cluster's time; --redundancy 2 costs {r2 / r1:.2f}x the cluster run's time")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""Real Dask clusters on 127.0.0.1 for the slow tests.
+"""Real Dask clusters on 127.0.0.1 for the slow tests, started as the README says.
 
 Scheduler and workers are ordinary ``dask scheduler`` / ``dask worker``
 subprocesses, each in its own session so that :meth:`Cluster.stop` can end
-exactly the process groups it started, also when a test fails.
+exactly the process groups it started, also when a test fails. By default
+the scheduler and the workers are hardened (the gflite preloads and blocked
+handlers by environment); ``hardened=False`` gives the same cluster without
+(for the attack tests' "before" and the benchmark's baseline).
 """
 from __future__ import annotations
 
@@ -16,38 +19,57 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gflite.gwasm.executors.dask.guard import blocked_env
+
 REPO = Path(__file__).absolute().parent.parent
-PRELOAD = "gflite.gwasm.executors.dask"
+PROVIDER_PRELOAD = "gflite.gwasm.executors.dask.provider"
+SCHEDULER_PRELOAD = "gflite.gwasm.executors.dask.scheduler"
 FAULTY_PRELOAD = str(Path(__file__).absolute().parent / "faulty_preload.py")
+UNHARDENED_PRELOAD = str(Path(__file__).absolute().parent / "unhardened_preload.py")
 START_TIMEOUT = 90.0
 
 
 @dataclass(frozen=True)
 class TLSFiles:
+    """A CA, the requestor's certificate (``cert``/``key``: scheduler and client)
+    and a provider certificate (``provider_cert``/``provider_key``: workers)."""
+
     ca: Path
     cert: Path
     key: Path
+    provider_cert: Path
+    provider_key: Path
+
+
+def _sign(directory: Path, ca: Path, ca_key: Path, name: str, subject: str) -> tuple[Path, Path]:
+    cert, key = directory / f"{name}.pem", directory / f"{name}-key.pem"
+    csr, ext = directory / f"{name}.csr", directory / f"{name}.ext"
+    ext.write_text("basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for args in (
+        ["req", *ec, "-keyout", key, "-out", csr, "-subj", subject],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-out", cert, "-days", "7", "-extfile", ext],
+    ):
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+    return cert, key
 
 
 def make_tls(directory: Path, ca_name: str = "gflite test CA") -> TLSFiles:
-    """A fresh CA and one certificate signed by it, used by scheduler, workers and client.
+    """A fresh CA and two certificates signed by it, one per role (the subject OU):
+    the requestor's and one provider's.
 
     Made with the ``openssl`` command (it comes with ca-certificates), so the tests
     need no extra Python package."""
     directory.mkdir(parents=True, exist_ok=True)
-    files = TLSFiles(directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
-    ca_key, csr, ext = directory / "ca-key.pem", directory / "node.csr", directory / "node.ext"
-    ext.write_text("basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    for args in (
-        ["req", "-x509", *ec, "-keyout", ca_key, "-out", files.ca, "-days", "7",
-         "-subj", f"/CN={ca_name}"],
-        ["req", *ec, "-keyout", files.key, "-out", csr, "-subj", "/CN=gflite node"],
-        ["x509", "-req", "-in", csr, "-CA", files.ca, "-CAkey", ca_key, "-CAcreateserial",
-         "-out", files.cert, "-days", "7", "-extfile", ext],
-    ):
-        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
-    return files
+    ca, ca_key = directory / "ca.pem", directory / "ca-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(ca_key), "-out",
+                    str(ca), "-days", "7", "-subj", f"/CN={ca_name}"],
+                   check=True, capture_output=True)
+    cert, key = _sign(directory, ca, ca_key, "requestor", "/CN=requestor/OU=gflite-requestor")
+    pcert, pkey = _sign(directory, ca, ca_key, "provider", "/CN=provider-1/OU=gflite-provider")
+    return TLSFiles(ca, cert, key, pcert, pkey)
 
 
 @dataclass
@@ -61,27 +83,29 @@ class Worker:
 class Cluster:
     """One scheduler plus named workers; use as a context manager."""
 
-    def __init__(self, workdir: Path, tls: TLSFiles | None = None) -> None:
+    def __init__(self, workdir: Path, tls: TLSFiles | None = None, *,
+                 hardened: bool = True) -> None:
         self.workdir = workdir
         self.tls = tls
+        self.hardened = hardened
         self.address = ""
         self.workers: dict[str, Worker] = {}
         self._scheduler: subprocess.Popen | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
-    def _tls_args(self) -> list[str]:
+    def _tls_args(self, provider: bool = False) -> list[str]:
         if not self.tls:
             return []
-        return [
-            "--tls-ca-file", str(self.tls.ca),
-            "--tls-cert", str(self.tls.cert),
-            "--tls-key", str(self.tls.key),
-        ]
+        cert, key = ((self.tls.provider_cert, self.tls.provider_key) if provider
+                     else (self.tls.cert, self.tls.key))
+        return ["--tls-ca-file", str(self.tls.ca), "--tls-cert", str(cert), "--tls-key", str(key)]
 
     def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         env.pop("GFLITE_PRICE", None)
+        if self.hardened:
+            env.update(blocked_env())
         env.update(extra or {})
         return env
 
@@ -95,10 +119,11 @@ class Cluster:
     def start(self) -> Cluster:
         sched_file = self.workdir / "scheduler.json"
         protocol = ["--protocol", "tls"] if self.tls else []
+        preload = ["--preload", SCHEDULER_PRELOAD] if self.hardened else []
         self._scheduler = self._spawn(
             [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
              "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file),
-             *protocol, *self._tls_args()],
+             *preload, *protocol, *self._tls_args()],
             self.workdir / "scheduler.log",
             self._env(),
         )
@@ -121,8 +146,10 @@ class Cluster:
     ) -> Worker:
         """Start a worker (not waiting for it; see :meth:`wait`).
 
-        ``faulty`` loads tests/faulty_preload.py, which corrupts every output with
-        that tag.
+        ``faulty`` loads tests/faulty_preload.py, which answers as that hostile
+        provider would (see its docstring). Unhardened clusters' workers get the
+        same two preloads as before the hardening existed: the provider one is
+        what makes a worker a gflite provider, so they load its tasks only.
         """
         tmp = self.workdir / f"tmp-{name}"
         tmp.mkdir(exist_ok=True)
@@ -130,7 +157,10 @@ class Cluster:
         extra = {"GFLITE_CACHE_DIR": str(self.workdir / f"cache-{name}"), "TMPDIR": str(tmp)}
         if price is not None:
             extra["GFLITE_PRICE"] = repr(price)
-        preload = ["--preload", PRELOAD]
+        if self.hardened:
+            preload = ["--preload", PROVIDER_PRELOAD, "--preload-nanny", PROVIDER_PRELOAD]
+        else:
+            preload = ["--preload", UNHARDENED_PRELOAD]
         if faulty is not None:
             extra["GFLITE_TEST_FAULT"] = faulty
             preload += ["--preload", FAULTY_PRELOAD]
@@ -141,7 +171,7 @@ class Cluster:
              "--name", name, "--nthreads", str(nthreads), "--host", "127.0.0.1",
              "--no-dashboard", "--nanny" if nanny else "--no-nanny",
              "--local-directory", str(self.workdir / f"scratch-{name}"),
-             *preload, *self._tls_args()],
+             *preload, *self._tls_args(provider=True)],
             log,
             self._env(extra),
         )

@@ -29,7 +29,7 @@ def _gwasm() -> None:
 
 
 def _error(message: str) -> None:
-    typer.echo(f"gwasm: error: {message}", err=True)
+    typer.echo(f"gwasm: error: {for_terminal(message, 2000)}", err=True)
 
 
 @app.command()
@@ -166,7 +166,7 @@ def _run(task_path: Path, workers: int | None, retries: int, quiet: bool, *,
             )
             lines = report.lines() if show_bill else [
                 line for line in report.lines() if line.startswith("excluded ")]
-            for line in lines:
+            for line in lines:  # names and verdicts come from providers
                 typer.echo(f"  {for_terminal(line, 400)}")
 
     terms = execution.RunTerms(limits=spec.limits, retries=retries, redundancy=redundancy,

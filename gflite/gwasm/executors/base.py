@@ -69,6 +69,11 @@ class Executor(ABC):
         """Run one attempt, on ``provider`` if given. The future never raises for a
         guest failure: it resolves to a SubtaskResult with ``ok=False`` and a reason."""
 
+    def excluded(self) -> dict[str, str]:
+        """Providers this executor stopped offering on its own (e.g. after an answer it
+        refused as malformed), each with the reason; reports name them."""
+        return {}
+
     @abstractmethod
     def close(self) -> None:
         """Release workers and connections. Idempotent."""

@@ -1,19 +1,19 @@
-"""Run subtask attempts on a Dask cluster: every attempt is one task pinned to one worker.
+"""The requestor's side of a Dask cluster: every attempt is one task pinned to one worker.
 
-A provider is an ordinary ``dask worker`` with gflite installed and this module
-preloaded, which declares the provider's price per CPU-second::
+The requestor runs the scheduler (hardened by ``--preload
+gflite.gwasm.executors.dask.scheduler``); providers are ``dask worker``
+processes hardened by ``--preload gflite.gwasm.executors.dask.provider``, which
+declare a price per CPU-second. Workers without that preload are not
+providers. A program reaches each worker once: one install task per worker
+and sha256 carries the bytes, and the attempts submitted meanwhile depend on
+it. An attempt's arguments and its answer are plain msgpack blobs
+(:mod:`.messages`).
 
-    GFLITE_PRICE=0.02 dask worker tls://scheduler:8786 --name alice \\
-        --preload gflite.gwasm.executors.dask \\
-        --tls-ca-file ca.pem --tls-cert node.pem --tls-key node-key.pem
-
-Workers without the preload are not providers. The requestor side is
-:class:`DaskExecutor`. A program reaches each worker once: one install task
-per worker and sha256 carries the bytes to the worker's scratch directory,
-and the attempts submitted meanwhile depend on it. On the worker, guests run
-in the local executor's sandbox processes (one per worker thread, each with
-the compiled-module cache), which kill a guest that overruns its time or
-output limit, so a hung guest never wedges the worker.
+Answers are data. Making an executor hardens this process's Dask client
+(:mod:`.requestor`). An answer larger than the limits allow is refused by its
+size as the scheduler reports it, before it is fetched. A provider whose answer is
+refused (malformed, too large, an error object) is excluded for as long as
+this executor lives.
 
 Distributed is imported only when a :class:`DaskExecutor` is made, so that
 a missing ``gflite[cluster]`` install is one clear ClusterError.
@@ -25,186 +25,26 @@ import concurrent.futures as cf
 import hashlib
 import math
 import os
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gflite import __version__
 from gflite.errors import ClusterError, GfliteError
 from gflite.gwasm.executors.base import Executor, Provider
-from gflite.gwasm.executors.local import LOAD_GRACE, LocalExecutor
-from gflite.gwasm.subtask import Limits, Program, Subtask, SubtaskResult
+from gflite.gwasm.executors.dask import messages, requestor, tasks
+from gflite.gwasm.executors.dask.requestor import MessageTooLarge
+from gflite.gwasm.executors.local import LOAD_GRACE
+from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 
 if TYPE_CHECKING:
     import distributed
 
 CLUSTER_ENV = "GFLITE_CLUSTER"
-PRICE_ENV = "GFLITE_PRICE"
 TLS_ENV = ("GFLITE_TLS_CA", "GFLITE_TLS_CERT", "GFLITE_TLS_KEY")
-# Key of the per-worker metadata the preload publishes in scheduler_info().
-INFO_KEY = "gflite"
-NOT_INSTALLED = "program not installed on provider"
-
-# ---------------------------------------------------------------------------
-# Provider side: the preload and the tasks a worker runs.
-# ---------------------------------------------------------------------------
-
-
-def declared_price(environ: dict[str, str] | None = None) -> float:
-    """The price per CPU-second a provider declares in ``GFLITE_PRICE`` (default 0)."""
-    raw = (os.environ if environ is None else environ).get(PRICE_ENV, "").strip()
-    if not raw:
-        return 0.0
-    try:
-        price = float(raw)
-    except ValueError:
-        price = math.nan
-    if not math.isfinite(price) or price < 0:
-        raise ValueError(f"{PRICE_ENV}={raw!r} is not a non-negative number")
-    return price
-
-
-def dask_setup(worker: Any) -> None:
-    """Dask preload hook: mark this worker as a gflite provider and publish its price.
-
-    Runs before the worker registers, so the scheduler sees the price from the start.
-    """
-    info = {"price": declared_price(), "version": __version__}
-    worker.startup_information[INFO_KEY] = lambda _w: info
-
-
-def dask_teardown(worker: Any) -> None:
-    """Dask preload hook: stop this worker's sandbox processes and remove their files."""
-    global _local
-    with _lock:
-        local, _local = _local, None
-    if local is not None:
-        local.close()
-
-
-_lock = threading.Lock()
-_programs: dict[str, Path] = {}
-_installs = 0
-_running = 0
-_local: LocalExecutor | None = None
-
-
-def _scratch() -> Path:
-    try:
-        from distributed import get_worker
-
-        base = Path(get_worker().local_directory)
-    except (ImportError, ValueError):
-        base = Path(tempfile.gettempdir())
-    d = base / "gflite-programs"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def _install(sha256: str, data: bytes) -> str:
-    """Task: keep a program on this worker's disk; its result orders later attempts after it."""
-    global _installs
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise ValueError("program bytes do not match their sha256")
-    path = _scratch() / f"{sha256}.wasm"
-    if not path.exists():
-        tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    with _lock:
-        _programs[sha256] = path
-        _installs += 1
-    return sha256
-
-
-def _sandboxes() -> LocalExecutor:
-    """This worker's sandbox processes: the local executor, one process per worker thread.
-
-    It kills a guest that overruns its time or output limit, so a hung guest
-    costs one attempt, never the worker."""
-    global _local
-    with _lock:
-        if _local is None:
-            try:
-                from distributed import get_worker
-
-                threads = get_worker().state.nthreads
-            except (ImportError, ValueError):
-                threads = 1
-            _local = LocalExecutor(workers=max(1, threads))
-        return _local
-
-
-def _worker_stats() -> dict[str, Any]:
-    with _lock:
-        spawned = _local.spawned if _local is not None else 0
-        return {"installs": _installs, "programs": sorted(_programs), "sandboxes": spawned,
-                "running": _running, "pid": os.getpid()}
-
-
-def _attempt(sha256: str, subtask: Subtask, limits: Limits, provider: str,
-             nan_canonicalization: bool = True) -> SubtaskResult:
-    """Task: run one attempt in one of this worker's sandbox processes, with the
-    requestor's program settings (they are part of the result's identity)."""
-    global _running
-    with _lock:
-        path = _programs.get(sha256)
-    if path is None or not path.exists():
-        return SubtaskResult(subtask.index, subtask.name, ok=False, reason=NOT_INSTALLED,
-                             provider=provider)
-    program = Program(path, sha256, nan_canonicalization=nan_canonicalization)
-    future = _sandboxes().submit(program, subtask, limits)
-    wanted = _still_wanted()
-    with _lock:
-        _running += 1
-    try:
-        result = _wait(future, wanted, subtask, provider)
-    finally:
-        with _lock:
-            _running -= 1
-    return replace(result, provider=provider)
-
-
-def _wait(future: cf.Future[SubtaskResult], wanted: Callable[[], bool], subtask: Subtask,
-          provider: str) -> SubtaskResult:
-    while True:
-        try:
-            return future.result(timeout=0.5)
-        except cf.CancelledError:
-            return SubtaskResult(subtask.index, subtask.name, ok=False, reason="cancelled",
-                                 provider=provider)
-        except cf.TimeoutError:
-            # Dask cannot stop a running task; when the requestor has given up on
-            # it (cancelled, verified already), kill the guest to free the slot.
-            if not wanted():
-                future.cancel()
-
-
-def _still_wanted() -> Callable[[], bool]:
-    """A check that the task running in this thread has not been released by the client."""
-    try:
-        from distributed import get_worker
-
-        worker = get_worker()
-        key = worker.get_current_task()
-    except (ImportError, ValueError, KeyError):
-        return lambda: True
-
-    def check() -> bool:
-        ts = worker.state.tasks.get(key)
-        return ts is not None and ts.state not in ("cancelled", "released", "forgotten")
-
-    return check
-
-
-# ---------------------------------------------------------------------------
-# Requestor side.
-# ---------------------------------------------------------------------------
+NAME_CAP = 200  # a provider's name as it claims it; escaped later, before any terminal
 
 
 def security_from_files(ca: str | Path, cert: str | Path, key: str | Path) -> distributed.Security:
@@ -251,51 +91,13 @@ async def _probe(address: str, connection_args: dict, timeout: float) -> None:
 class _Attempt:
     future: cf.Future
     subtask: Subtask
+    limits: Limits
     sha256: str
     provider: str
     deadline: float
     dask_future: Any = None
     settled: bool = False
     started: float = field(default_factory=time.monotonic)
-
-
-def _blob(value: Any) -> bytes:
-    if not isinstance(value, (bytes, bytearray)):
-        raise TypeError("not bytes")
-    return bytes(value)
-
-
-def _checked(attempt: _Attempt, r: Any) -> SubtaskResult:
-    """A worker's answer as a result of our own making: its digest recomputed from the
-    outputs (a provider cannot claim another result's digest), the outputs asked for,
-    and no more CPU-seconds than the wall time we waited."""
-    st, provider = attempt.subtask, attempt.provider
-
-    def bad(what: str) -> SubtaskResult:
-        return SubtaskResult(st.index, st.name, ok=False, provider=provider,
-                             reason=f"provider {provider} returned {what}")
-
-    if not isinstance(r, SubtaskResult):
-        return bad("a malformed result")
-    if r.index != st.index:
-        return bad(f"the result of subtask {r.index}")
-    try:
-        outputs = tuple((rel, _blob(data)) for rel, data in r.outputs) if r.ok else ()
-        if not all(isinstance(rel, str) for rel, _ in outputs):
-            raise TypeError("output name not a string")
-        # A single-threaded guest cannot use more CPU than the wall time we waited.
-        seconds = min(float(r.seconds), time.monotonic() - attempt.started)
-        out = SubtaskResult(
-            st.index, st.name, ok=r.ok is True, outputs=outputs, reason=str(r.reason),
-            exit_code=None if r.exit_code is None else int(r.exit_code),
-            stdout=_blob(r.stdout), stderr=_blob(r.stderr), provider=provider,
-            seconds=seconds if math.isfinite(seconds) and seconds > 0 else 0.0,
-        )
-    except (TypeError, ValueError):
-        return bad("a malformed result")
-    if out.ok and tuple(rel for rel, _ in outputs) != st.outputs:
-        return bad("outputs other than the ones asked for")
-    return out
 
 
 class DaskExecutor(Executor):
@@ -334,6 +136,7 @@ class DaskExecutor(Executor):
             raise ClusterError(
                 f"the cluster executor needs Dask: pip install 'gflite[cluster]' ({exc})"
             ) from None
+        requestor.harden()
 
         address = address.strip()
         if "://" not in address:
@@ -363,8 +166,12 @@ class DaskExecutor(Executor):
                 why = f"TLS handshake refused (certificate not signed by the cluster's CA?): {why}"
             raise ClusterError(f"cannot connect to cluster scheduler {address}: {why}") from None
         try:
+            # Answers come straight from the provider (the requestor runs the
+            # scheduler, so it reaches the workers): the scheduler never holds one,
+            # and only this side, which knows the limits, reads it (capped).
             self._client = distributed.Client(
-                address, security=security, timeout=connect_timeout, set_as_default=False)
+                address, security=security, timeout=connect_timeout, set_as_default=False,
+                direct_to_workers=True)
         except Exception as exc:
             raise ClusterError(
                 f"cannot connect to cluster scheduler {address}: {_one_line(exc)}") from None
@@ -378,6 +185,7 @@ class DaskExecutor(Executor):
         self._heartbeats: dict[str, tuple[float, float]] = {}  # addr -> (last_seen, noticed at)
         self._closed = threading.Event()
         self._broken = ""
+        self._refused: dict[str, str] = {}  # provider -> why its answers are no longer taken
         self._collector = cf.ThreadPoolExecutor(4, thread_name_prefix="gflite-dask-collect")
         try:
             self._refresh()
@@ -421,7 +229,7 @@ class DaskExecutor(Executor):
 
     @staticmethod
     def _price_of(w: dict[str, Any]) -> float | None:
-        info = w.get(INFO_KEY)
+        info = w.get(messages.INFO_KEY)
         if not isinstance(info, dict):
             return None
         price = info.get("price")
@@ -443,10 +251,34 @@ class DaskExecutor(Executor):
         for addr, w in workers.items():
             price = self._price_of(w)
             if price is not None and w.get("status", "running") == "running" \
-                    and not self._stale(addr):
-                out.append(Provider(id=addr, price=price, slots=max(1, int(w.get("nthreads", 1))),
-                                    name=str(w.get("name", addr))))
+                    and not self._stale(addr) and addr not in self._refused:
+                out.append(Provider(id=addr, price=price, slots=self._threads(w),
+                                    name=self._name(addr, w), operator=self._operator(addr, w)))
         return tuple(sorted(out, key=lambda p: p.id))
+
+    @staticmethod
+    def _threads(w: dict[str, Any]) -> int:
+        n = w.get("nthreads", 1)
+        return n if isinstance(n, int) and not isinstance(n, bool) and 0 < n <= 4096 else 1
+
+    @staticmethod
+    def _name(addr: str, w: dict[str, Any]) -> str:
+        return str(w.get("name", addr))[:NAME_CAP]
+
+    @staticmethod
+    def _operator(addr: str, w: dict[str, Any]) -> str:
+        """Who answers for a provider: the identity of its TLS certificate as our
+        scheduler saw it when the worker registered, else the worker's host."""
+        info = w.get(messages.INFO_KEY)
+        ident = info.get("operator") if isinstance(info, dict) else None
+        if isinstance(ident, str) and ident and addr.startswith("tls://"):
+            return ident[:NAME_CAP]
+        return addr.split("://")[-1].rsplit(":", 1)[0]
+
+    def excluded(self) -> dict[str, str]:
+        """Providers this executor stopped offering work to, and why."""
+        with self._lock:
+            return dict(self._refused)
 
     def _stale(self, addr: str, now: float | None = None) -> float:
         """Seconds since ``addr``'s heartbeat last moved, if over ``stale_after``, else 0."""
@@ -456,16 +288,6 @@ class DaskExecutor(Executor):
         quiet = (time.monotonic() if now is None else now) - beat[1]
         return quiet if quiet > self.stale_after else 0.0
 
-    def slots(self) -> dict[str, int]:
-        """How many attempts each provider runs at once (its worker's threads)."""
-        with self._lock:
-            return {a: int(w.get("nthreads", 1)) for a, w in self._workers.items()
-                    if self._price_of(w) is not None}
-
-    def names(self) -> dict[str, str]:
-        """Each provider's worker name (``dask worker --name``), for reports."""
-        with self._lock:
-            return {a: str(w.get("name", a)) for a, w in self._workers.items()}
 
     def wait_for_providers(self, n: int, timeout: float) -> tuple[Provider, ...]:
         """Block until at least ``n`` providers joined; ClusterError after ``timeout``."""
@@ -477,14 +299,8 @@ class DaskExecutor(Executor):
             if time.monotonic() >= deadline:
                 raise ClusterError(
                     f"only {len(found)} of {n} gflite providers joined {self.address} within "
-                    f"{timeout:g} s (workers need --preload gflite.gwasm.executors.dask)")
+                    f"{timeout:g} s (workers need --preload gflite.gwasm.executors.dask.provider)")
             time.sleep(min(0.2, self.poll_interval))
-
-    def worker_stats(self, workers: list[str] | None = None) -> dict[str, dict[str, Any]]:
-        """Per-worker diagnostics: install tasks run, programs held, sandbox processes
-        started, pid. Blocks on a hung worker: for tests and troubleshooting only."""
-        self._check_usable()
-        return self._client.run(_worker_stats, workers=workers)
 
     # -- attempts -----------------------------------------------------------
 
@@ -535,7 +351,7 @@ class DaskExecutor(Executor):
         # large graphs is about repeated data, which this is not.
         with dask.config.set({"distributed.admin.large-graph-warning-threshold": "4GiB"}):
             fut = self._client.submit(
-                _install, program.sha256, data,
+                tasks.install, program.sha256, data,
                 key=f"gflite-install-{program.sha256[:16]}-{uuid.uuid4().hex[:8]}",
                 workers=[provider], allow_other_workers=False, pure=False, retries=0)
         self._installs[key] = fut
@@ -564,29 +380,35 @@ class DaskExecutor(Executor):
         future: cf.Future[SubtaskResult] = cf.Future()
         with self._lock:
             known = provider in self._workers
-            threads = max(1, int(self._workers.get(provider, {}).get("nthreads", 1)))
+            threads = self._threads(self._workers.get(provider, {}))
             queued = sum(1 for a in self._attempts if a.provider == provider)
-        if not known:
-            future.set_result(self._failure(subtask, provider, f"provider {provider} left"))
+            refused = self._refused.get(provider)
+        if not known or refused:
+            why = f"provider {provider} was excluded: {refused}" if refused \
+                else f"provider {provider} left"
+            future.set_result(self._failure(subtask, provider, why, Failure.LOST))
             return future
         # A pinned task can wait behind others on its worker: allow one worst case
         # (program load and subtask timeout) per round of queued attempts.
         rounds = queued // threads + 1
         patience = rounds * (LOAD_GRACE + limits.subtask_timeout) + self.grace
-        attempt = _Attempt(future, subtask, program.sha256, provider,
+        attempt = _Attempt(future, subtask, limits, program.sha256, provider,
                            deadline=time.monotonic() + patience)
+        requestor.raise_read_cap(self, limits)
         try:
             with self._lock:
                 program_arg = self._installed(program, provider)
             attempt.dask_future = self._client.submit(
-                _attempt, program_arg, subtask, limits, provider, program.nan_canonicalization,
+                tasks.attempt, program_arg,
+                messages.encode_request(subtask, limits, program.nan_canonicalization),
                 key=f"gflite-{subtask.index}-{uuid.uuid4().hex[:12]}",
                 workers=[provider], allow_other_workers=False, pure=False, retries=0)
         except GfliteError:
             raise
         except Exception as exc:
             future.set_result(self._failure(subtask, provider,
-                                            f"cannot submit to the cluster: {_one_line(exc)}"))
+                                            f"cannot submit to the cluster: {_one_line(exc)}",
+                                            Failure.LOST))
             return future
         with self._lock:
             self._attempts.add(attempt)
@@ -595,9 +417,9 @@ class DaskExecutor(Executor):
         return future
 
     @staticmethod
-    def _failure(subtask: Subtask, provider: str, reason: str) -> SubtaskResult:
+    def _failure(subtask: Subtask, provider: str, reason: str, failure: Failure) -> SubtaskResult:
         return SubtaskResult(subtask.index, subtask.name, ok=False, reason=reason,
-                             provider=provider)
+                             provider=provider, failure=failure)
 
     def _caller_cancelled(self, attempt: _Attempt, f: cf.Future) -> None:
         if f.cancelled():
@@ -617,27 +439,58 @@ class DaskExecutor(Executor):
         """Turn a finished task into a result this side checked (never trust a worker)."""
         if attempt.settled:
             return
+        st, provider = attempt.subtask, attempt.provider
         try:
             if f.status == "finished":
-                result = _checked(attempt, f.result(timeout=self.grace))
+                result = self._answer(attempt, f)
             elif f.status == "cancelled":
                 why = ("attempt cancelled by the cluster" if self._client.status == "running"
                        else f"lost the cluster scheduler {self.address}")
-                result = self._failure(attempt.subtask, attempt.provider, why)
+                result = self._failure(st, provider, why, Failure.LOST)
+            elif provider not in self._workers:
+                result = self._failure(st, provider, f"provider {provider} left", Failure.LOST)
             else:
-                exc = f.exception(timeout=5)
-                result = self._failure(attempt.subtask, attempt.provider,
-                                       f"provider {attempt.provider} raised "
-                                       f"{type(exc).__name__}: {_one_line(exc)}")
+                # Our entry point never raises: an error object is not an answer.
+                result = self._malformed(attempt, "an error instead of an answer")
+        except MessageTooLarge as exc:
+            result = self._malformed(attempt, str(exc))
         except Exception as exc:
-            result = self._failure(attempt.subtask, attempt.provider,
-                                   f"cannot fetch the result from {attempt.provider}: "
-                                   f"{_one_line(exc)}")
-        if result.reason == NOT_INSTALLED:
+            if requestor.sent_too_much(provider):
+                result = self._malformed(attempt, f"a message over the requestor's cap of "
+                                                  f"{requestor.read_cap()} bytes")
+            elif isinstance(exc, (OSError, TimeoutError, cf.TimeoutError, asyncio.TimeoutError)) \
+                    or provider not in self._workers:
+                result = self._failure(st, provider, f"cannot fetch the result from {provider}: "
+                                       f"{_one_line(exc)}", Failure.LOST)
+            else:  # Dask could not load what the provider sent
+                result = self._malformed(attempt, f"an answer that cannot be loaded "
+                                                  f"({type(exc).__name__})")
+        if result.reason == messages.NOT_INSTALLED:
             with self._lock:
-                if self._installs.get((attempt.provider, attempt.sha256)) is True:
-                    del self._installs[(attempt.provider, attempt.sha256)]
+                if self._installs.get((provider, attempt.sha256)) is True:
+                    del self._installs[(provider, attempt.sha256)]
         self._settle(attempt, result)
+
+    def _answer(self, attempt: _Attempt, f: Any) -> SubtaskResult:
+        """Fetch and decode an answer, refusing one larger than the limits allow by the
+        size the scheduler reports before any of it is fetched."""
+        cap = messages.answer_cap(attempt.limits)
+        size = self._client.nbytes(keys=[f.key], summary=False).get(f.key)
+        if not isinstance(size, int) or size > cap:
+            return self._malformed(attempt, f"an answer of {size} bytes (the limits allow {cap})")
+        blob = f.result(timeout=self.grace)
+        try:
+            return messages.decode_answer(blob, attempt.subtask, attempt.limits,
+                                          attempt.provider, time.monotonic() - attempt.started)
+        except messages.Malformed as exc:
+            return self._malformed(attempt, str(exc))
+
+    def _malformed(self, attempt: _Attempt, what: str) -> SubtaskResult:
+        """Refuse an answer and exclude its provider from all further work."""
+        reason = f"provider {attempt.provider} returned {what}"
+        with self._lock:
+            self._refused.setdefault(attempt.provider, reason)
+        return self._failure(attempt.subtask, attempt.provider, reason, Failure.MALFORMED)
 
     def _settle(self, attempt: _Attempt, result: SubtaskResult | None) -> None:
         """Resolve an attempt exactly once, whoever gets there first."""
@@ -674,7 +527,8 @@ class DaskExecutor(Executor):
                 if time.monotonic() - failed_since > self.stale_after:
                     self._broken = f"lost the cluster scheduler {self.address}: {_one_line(exc)}"
                     for a in pending:
-                        self._settle(a, self._failure(a.subtask, a.provider, self._broken))
+                        self._settle(a, self._failure(a.subtask, a.provider, self._broken,
+                                                      Failure.LOST))
                 continue
             now = time.monotonic()
             for a in pending:
@@ -689,7 +543,7 @@ class DaskExecutor(Executor):
                               f"{a.deadline - a.started:.0f} s")
                 else:
                     continue
-                self._settle(a, self._failure(a.subtask, a.provider, reason))
+                self._settle(a, self._failure(a.subtask, a.provider, reason, Failure.LOST))
 
     def close(self) -> None:
         if self._closed.is_set():
@@ -700,12 +554,14 @@ class DaskExecutor(Executor):
             installs = [f for f in self._installs.values() if f is not True]
             self._installs.clear()
         for a in pending:
-            self._settle(a, self._failure(a.subtask, a.provider, "executor closed"))
+            self._settle(a, self._failure(a.subtask, a.provider, "executor closed",
+                                          Failure.CANCELLED))
         for f in installs:
             try:
                 f.release()
             except Exception:
                 pass
+        requestor.release_read_cap(self)
         self._collector.shutdown(wait=False, cancel_futures=True)
         try:
             self._client.close(timeout=2)
