@@ -45,8 +45,6 @@ _FILE_LIKE = re.compile(r"^\S+\.(txt|text|md|ssml|xml|html?|rst)$", re.I)
 
 
 def _error(message: str) -> None:
-    from gflite.cli_shared import for_terminal  # reasons may come from providers
-
     sys.stderr.write(f"{PROG}: error: {for_terminal(message, 2000)}\n")
     sys.stderr.flush()
 
@@ -462,7 +460,7 @@ def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[Bina
         _note(f"{job.output} is over the 4 GiB that WAV sizes can state, so its header says 'length unknown' "
               f"(ffmpeg and sox read it to the end); .flac is lossless and about half the size")
     if summary.report is not None and not quiet:
-        from gflite.cli_shared import for_terminal, market_in_play
+        from gflite.cli_shared import market_in_play
 
         # The bill and verdicts when a cluster or market terms are in play; who was
         # excluded for lying, always.
