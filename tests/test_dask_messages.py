@@ -135,3 +135,34 @@ def test_allowed_callables_are_called_only_with_the_arguments_dask_sends(tmp_pat
     assert isinstance(unpickle.loads_with(policies.SCHEDULER, pickle.dumps(expr)), LLGExpr)
     assert isinstance(unpickle.loads_with(policies.PROVIDER, pickle.dumps(expr)),
                       unpickle.Refused)
+
+
+# --- a provider's own caps ------------------------------------------------------------
+
+
+def test_a_provider_declares_caps_and_unset_ones_are_the_engine_defaults() -> None:
+    caps = messages.declared_caps({"GFLITE_MAX_MEMORY": "2G", "GFLITE_MAX_SECONDS": "90"})
+    assert caps == Limits(memory_bytes=2 << 30, subtask_timeout=90.0)
+    assert messages.parse_caps(messages.caps_info(caps)) == caps
+    for bad in ({"GFLITE_MAX_MEMORY": "lots"}, {"GFLITE_MAX_SECONDS": "-1"}, {"GFLITE_MAX_OUTPUT": "nan"}):
+        with pytest.raises(ValueError, match="GFLITE_MAX_"):
+            messages.declared_caps(bad)
+
+
+@pytest.mark.parametrize("info", [None, "x", {}, {**messages.caps_info(Limits()), "memory_bytes": True},
+                                  {**messages.caps_info(Limits()), "output_bytes": 2 ** 70},
+                                  {**messages.caps_info(Limits()), "subtask_timeout": float("inf")}])
+def test_published_caps_are_checked_as_data(info: object) -> None:
+    assert messages.parse_caps(info) is None  # such a provider gets no work
+
+
+def test_a_provider_refuses_limits_over_its_caps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Was: Limits(memory_bytes=4 GiB) ran 3 GiB on a provider; the requestor set its limits."""
+    from gflite.gwasm.executors.dask import tasks
+
+    monkeypatch.setattr(tasks, "_caps", None)
+    monkeypatch.setenv("GFLITE_MAX_MEMORY", "1G")
+    blob = tasks.attempt("0" * 64, messages.encode_request(ST, Limits(memory_bytes=4 << 30), False))
+    r = messages.decode_answer(blob, ST, Limits(memory_bytes=4 << 30), "tcp://w:1", waited=1.0)
+    assert not r.ok and r.failure is Failure.BAD_INPUT
+    assert r.reason.startswith("refused: limits over this provider's caps (memory_bytes")

@@ -14,7 +14,8 @@ from gflite.gwasm.executors.dask import messages, tasks
 
 
 def dask_setup(worker: Any) -> None:
-    info = {"price": messages.declared_price(), "version": __version__}
+    info = {"price": messages.declared_price(), "version": __version__,
+            "caps": messages.caps_info(tasks.declare_caps())}
     worker.startup_information[messages.INFO_KEY] = lambda _w: dict(info)
 
 

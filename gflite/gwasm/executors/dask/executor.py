@@ -252,8 +252,12 @@ class DaskExecutor(Executor):
             price = self._price_of(w)
             if price is not None and w.get("status", "running") == "running" \
                     and not self._stale(addr) and addr not in self._refused:
-                out.append(Provider(id=addr, price=price, slots=self._threads(w),
-                                    name=self._name(addr, w), operator=self._operator(addr, w)))
+                info = w.get(messages.INFO_KEY)
+                caps = messages.parse_caps(info.get("caps") if isinstance(info, dict) else None)
+                if caps is not None:
+                    out.append(Provider(id=addr, price=price, slots=self._threads(w),
+                                        name=self._name(addr, w), operator=self._operator(addr, w),
+                                        caps=caps))
         return tuple(sorted(out, key=lambda p: p.id))
 
     @staticmethod

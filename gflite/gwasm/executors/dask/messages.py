@@ -49,6 +49,59 @@ def declared_price(environ: dict[str, str] | None = None) -> float:
     return price
 
 
+# A provider's own caps on what a requestor may ask of it, declared as its price is.
+CAPS_ENV = {"memory_bytes": "GFLITE_MAX_MEMORY", "subtask_timeout": "GFLITE_MAX_SECONDS",
+            "output_bytes": "GFLITE_MAX_OUTPUT"}
+
+
+def declared_caps(environ: dict[str, str] | None = None) -> Limits:
+    """The caps a provider declares (``GFLITE_MAX_MEMORY=2G``, ``GFLITE_MAX_SECONDS=600``,
+    ``GFLITE_MAX_OUTPUT=1G``); each one not set is the engine's default limit, so a
+    provider that says nothing still refuses a requestor asking for more."""
+    from gflite.gwasm.cache import parse_size
+
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field, name in CAPS_ENV.items():
+        raw = env.get(name, "").strip()
+        if not raw:
+            continue
+        try:
+            value: float = float(raw) if field == "subtask_timeout" else parse_size(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name}={raw!r} is not a positive {'number' if field == 'subtask_timeout' else 'size'}")
+        values[field] = value
+    return Limits(**values)
+
+
+def caps_info(caps: Limits) -> dict[str, float]:
+    """The caps as plain data for the worker's published information."""
+    return {field: getattr(caps, field) for field in (*CAPS_ENV, "stdio_bytes")}
+
+
+def parse_caps(info: Any) -> Limits | None:
+    """Caps a provider published (data from the provider: type- and range-checked);
+    None if absent or malformed, which makes the provider ineligible."""
+    if not isinstance(info, dict):
+        return None
+    values: dict[str, Any] = {}
+    for field in (*CAPS_ENV, "stdio_bytes"):
+        v = info.get(field)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v < 2 ** 62:
+            return None
+        values[field] = float(v) if field == "subtask_timeout" else int(v)
+    return Limits(**values)
+
+
+def over_caps(limits: Limits, caps: Limits) -> str:
+    """What in ``limits`` exceeds ``caps``, or ""."""
+    over = [f"{field} {getattr(limits, field):g} > {getattr(caps, field):g}"
+            for field in (*CAPS_ENV, "stdio_bytes") if getattr(limits, field) > getattr(caps, field)]
+    return ", ".join(over)
+
+
 class Malformed(ValueError):
     """A blob that is not a well-formed message within its caps."""
 

@@ -1,6 +1,6 @@
 """Dask preload that makes a worker (and its nanny) a hardened gflite provider::
 
-    GFLITE_PRICE=0.02 dask worker tls://requestor.example:8786 --name alice \\
+    GFLITE_PRICE=0.02 GFLITE_MAX_MEMORY=2G dask worker tls://requestor.example:8786 --name alice \\
         --preload gflite.gwasm.executors.dask.provider \\
         --preload-nanny gflite.gwasm.executors.dask.provider ...
 
@@ -37,7 +37,8 @@ def dask_setup(server: Any) -> None:
         guard.harden(server, "nanny")
         return
     guard.harden(server, "worker")
-    info = {"price": messages.declared_price(), "version": __version__}
+    info = {"price": messages.declared_price(), "version": __version__,
+            "caps": messages.caps_info(tasks.declare_caps())}
     server.startup_information[messages.INFO_KEY] = lambda _w: dict(info)
     logger.info("gflite provider: hardened, pid %d, price %s per CPU-second", os.getpid(),
                 info["price"])

@@ -28,7 +28,7 @@ from typing import Any
 
 from gflite.gwasm.executors.dask import messages
 from gflite.gwasm.executors.local import LocalExecutor
-from gflite.gwasm.subtask import Failure, Program, Subtask, SubtaskResult
+from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 
 PROGRAM_CAP = 1 << 30
 logger = logging.getLogger("distributed.gflite")
@@ -100,6 +100,17 @@ def _answer(subtask: Subtask, reason: str, failure: Failure) -> bytes:
                                                 reason=reason, failure=failure))
 
 
+_caps: Limits | None = None
+
+
+def declare_caps() -> Limits:
+    """This provider's caps, read once from its environment (see messages.declared_caps)."""
+    global _caps
+    if _caps is None:
+        _caps = messages.declared_caps()
+    return _caps
+
+
 def attempt(sha256: Any, request: Any) -> bytes:
     """Task: run one attempt in one of this worker's sandbox processes. Returns the
     answer blob; never raises."""
@@ -108,6 +119,9 @@ def attempt(sha256: Any, request: Any) -> bytes:
     except messages.Malformed as exc:
         return _answer(Subtask(0, "?", (), (), ()), f"bad request: {exc}", Failure.BAD_INPUT)
     subtask = req.subtask
+    over = messages.over_caps(req.limits, declare_caps())
+    if over:  # the requestor sets the limits, the provider decides what it accepts
+        return _answer(subtask, f"refused: limits over this provider's caps ({over})", Failure.BAD_INPUT)
     with _lock:
         path = _programs.get(sha256) if isinstance(sha256, str) else None
     if path is None or not path.exists():
