@@ -32,13 +32,25 @@ START_TIMEOUT = 90.0
 @dataclass(frozen=True)
 class TLSFiles:
     """A CA, the requestor's certificate (``cert``/``key``: scheduler and client)
-    and a provider certificate (``provider_cert``/``provider_key``: workers)."""
+    and a provider certificate (``provider_cert``/``provider_key``); the CA's key
+    signs each worker a certificate of its own (:meth:`provider`)."""
 
     ca: Path
     cert: Path
     key: Path
     provider_cert: Path
     provider_key: Path
+    ca_key: Path
+
+    def provider(self, operator: str) -> tuple[Path, Path]:
+        """A provider certificate for ``operator`` (its CN): each provider has its
+        own, and two workers given one operator are one operator's."""
+        directory = self.ca.parent
+        cert = directory / f"op-{operator}.pem"
+        if not cert.exists():
+            return _sign(directory, self.ca, self.ca_key, f"op-{operator}",
+                         f"/CN={operator}/OU=gflite-provider")
+        return cert, directory / f"op-{operator}-key.pem"
 
 
 def _sign(directory: Path, ca: Path, ca_key: Path, name: str, subject: str) -> tuple[Path, Path]:
@@ -69,7 +81,7 @@ def make_tls(directory: Path, ca_name: str = "gflite test CA") -> TLSFiles:
                    check=True, capture_output=True)
     cert, key = _sign(directory, ca, ca_key, "requestor", "/CN=requestor/OU=gflite-requestor")
     pcert, pkey = _sign(directory, ca, ca_key, "provider", "/CN=provider-1/OU=gflite-provider")
-    return TLSFiles(ca, cert, key, pcert, pkey)
+    return TLSFiles(ca, cert, key, pcert, pkey, ca_key)
 
 
 @dataclass
@@ -93,11 +105,10 @@ class Cluster:
         self._scheduler: subprocess.Popen | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
-    def _tls_args(self, provider: bool = False) -> list[str]:
+    def _tls_args(self, operator: str | None = None) -> list[str]:
         if not self.tls:
             return []
-        cert, key = ((self.tls.provider_cert, self.tls.provider_key) if provider
-                     else (self.tls.cert, self.tls.key))
+        cert, key = self.tls.provider(operator) if operator else (self.tls.cert, self.tls.key)
         return ["--tls-ca-file", str(self.tls.ca), "--tls-cert", str(cert), "--tls-key", str(key)]
 
     def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -143,6 +154,7 @@ class Cluster:
         nanny: bool = False,
         faulty: str | None = None,
         env: dict[str, str] | None = None,
+        operator: str | None = None,
     ) -> Worker:
         """Start a worker (not waiting for it; see :meth:`wait`).
 
@@ -150,6 +162,8 @@ class Cluster:
         provider would (see its docstring). Unhardened clusters' workers get the
         same two preloads as before the hardening existed: the provider one is
         what makes a worker a gflite provider, so they load its tasks only.
+        Under TLS each worker has a certificate of its own, for ``operator``
+        (default: its name).
         """
         tmp = self.workdir / f"tmp-{name}"
         tmp.mkdir(exist_ok=True)
@@ -171,7 +185,7 @@ class Cluster:
              "--name", name, "--nthreads", str(nthreads), "--host", "127.0.0.1",
              "--no-dashboard", "--nanny" if nanny else "--no-nanny",
              "--local-directory", str(self.workdir / f"scratch-{name}"),
-             *preload, *self._tls_args(provider=True)],
+             *preload, *self._tls_args(operator or re.sub(r"[^A-Za-z0-9_.-]", "_", name))],
             log,
             self._env(extra),
         )

@@ -30,9 +30,13 @@ KILL_BOUND = 60.0
 
 
 @pytest.fixture(autouse=True)
-def _no_cluster_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_cluster_settings(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("GFLITE_CLUSTER", "GFLITE_PRICE", *dask_executor.TLS_ENV):
         monkeypatch.delenv(name, raising=False)
+    if "cluster" in request.fixturenames:  # the requestor's certificate for the shared cluster
+        tls = request.getfixturevalue("cluster").tls
+        for name, path in zip(dask_executor.TLS_ENV, (tls.ca, tls.cert, tls.key)):
+            monkeypatch.setenv(name, str(path))
 
 
 def run_cli(main, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
@@ -72,7 +76,10 @@ def references(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, gflite_cache_dir: Path,
             references: dict[str, bytes]) -> Iterator[Cluster]:
-    with Cluster(tmp_path_factory.mktemp("cluster")) as c:
+    # TLS, as the README runs a cluster: each provider has its own certificate, so
+    # each is its own operator (without TLS all of 127.0.0.1 would be one).
+    base = tmp_path_factory.mktemp("cluster")
+    with Cluster(base / "cluster", tls=make_tls(base / "tls")) as c:
         for name, price in PRICES.items():
             c.add_worker(name, price=price, env={"GFLITE_CACHE_DIR": str(gflite_cache_dir)})
         c.wait()
@@ -81,7 +88,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, gflite_cache_dir: Path,
 
 def bill(err: str) -> dict[str, str]:
     """The cost summary's lines by worker name."""
-    return {m[1]: m[2] for m in re.finditer(r"^gflite: (\w+) \(tcp://[^)]+\): (.*)$", err, re.M)}
+    return {m[1]: m[2] for m in re.finditer(r"^gflite: (\w+) \(tls://[^)]+\): (.*)$", err, re.M)}
 
 
 def only_our_lines(err: str) -> None:
@@ -224,6 +231,38 @@ def test_an_audit_catches_a_forger_at_redundancy_1(
     assert f"gflite: excluded mallory ({liar}): audit of subtask " in err
     assert re.search(r"^gflite: audited 6 subtasks in this machine's sandbox; [1-6] forged$", err, re.M), err
     assert bill(err)["mallory"].endswith("rejected (lost a vote), not paid")
+
+
+@pytest.mark.slow
+def test_two_lying_workers_of_one_operator_are_one_vote(
+    cluster: Cluster, references: dict[str, bytes], tmp_path: Path, gflite_cache_dir: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Sybil: one operator (one certificate identity) runs two of the cheapest
+    workers, lying alike. Replicas go to distinct operators, so her two workers
+    never vote on one chunk together, and the honest ones outvote her.
+    (Replicas by distinct worker, cheapest first, made her forgery the verified,
+    cached result.)"""
+    env = {"GFLITE_CACHE_DIR": str(gflite_cache_dir)}
+    for name in ("sybil1", "sybil2"):
+        cluster.add_worker(name, price=0.001, faulty="sybil", operator="mallory", env=env)
+    try:
+        cluster.wait("sybil1", "sybil2")
+        monkeypatch.setenv("GFLITE_CLUSTER", cluster.address)
+        out = tmp_path / "out.wav"
+        code, err = gflite(["-f", DIALOGUE, "-voice", "kal16", "--subtasks", "6", "-o", str(out),
+                            "--redundancy", "2", "--bid", "0.02"], capsys, monkeypatch,
+                           tmp_path / "cache")
+        assert code == 0, err
+        assert out.read_bytes() == references["kal16"]
+        # Her forgery lost a vote (replicas are drawn among operators, seeded), and the
+        # operator is excluded with all her workers.
+        for name in ("sybil1", "sybil2"):
+            assert f"gflite: excluded {name} (" in err, err
+        assert re.search(r"^gflite: verified 6 subtasks on 2 operators each; ", err, re.M), err
+    finally:
+        for name in ("sybil1", "sybil2"):
+            cluster.remove_worker(name)
 
 
 # --- gwasm run on the cluster ------------------------------------------------

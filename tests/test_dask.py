@@ -139,7 +139,10 @@ def test_unreachable_scheduler_is_one_clear_error_quickly() -> None:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
-    with Cluster(tmp_path_factory.mktemp("cluster")) as c:
+    # TLS with a certificate per provider: three operators (on plain tcp the
+    # three would be one, their host).
+    base = tmp_path_factory.mktemp("cluster")
+    with Cluster(base / "cluster", tls=make_tls(base / "tls")) as c:
         c.add_worker("alice", price=0.02, nanny=True)
         c.add_worker("bob", price=0.05)
         c.add_worker("mallory", price=0.01, faulty="mallory")
@@ -149,7 +152,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def executor(cluster: Cluster):
-    with DaskExecutor(cluster.address, stale_after=10) as ex:
+    tls = cluster.tls
+    with DaskExecutor(cluster.address, (tls.ca, tls.cert, tls.key), stale_after=10) as ex:
         ex.wait_for_providers(3, timeout=60)
         yield ex
 
@@ -167,8 +171,9 @@ def test_providers_are_workers_with_their_declared_prices(cluster: Cluster, exec
         w["alice"].address: 0.02, w["bob"].address: 0.05, w["mallory"].address: 0.01}
     assert providers[w["bob"].address].name == "bob"
     assert {p.slots for p in providers.values()} == {1}
-    # Without TLS a provider's operator is its host: all three are one operator here.
-    assert {p.operator for p in providers.values()} == {"127.0.0.1"}
+    # Under TLS a provider's operator is its certificate's identity (one each here).
+    assert {p.operator for p in providers.values()} == {
+        f"{n}/gflite-provider" for n in ("alice", "bob", "mallory")}
 
 
 @pytest.mark.slow
@@ -318,6 +323,14 @@ def fragile(tmp_path_factory: pytest.TempPathFactory):
             yield c, ex
 
 
+@pytest.mark.slow
+def test_without_tls_a_providers_operator_is_its_host(fragile) -> None:
+    """Plain tcp proves nothing about who runs a worker: every provider on one
+    host is one operator, so redundancy cannot be bought with more processes."""
+    _, ex = fragile
+    assert {p.operator for p in ex.providers()} == {"127.0.0.1"}
+
+
 def spin_until_running(ex: DaskExecutor, c: Cluster, name: str, tmp_path: Path) -> cf.Future:
     """Start a long attempt on worker ``name`` and wait until its guest runs there."""
     f = ex.submit(make_program(tmp_path, SPIN_WAT), echo_subtask(0), Limits(subtask_timeout=300),
@@ -397,7 +410,7 @@ def test_mutual_tls(tls_cluster, echo: Program, monkeypatch: pytest.MonkeyPatch)
         (provider,) = ex.wait_for_providers(1, timeout=60)
         assert provider.id.startswith("tls://") and provider.price == 0.1
         # The operator is the certificate's identity as the scheduler saw it.
-        assert provider.operator == "provider-1/gflite-provider"
+        assert provider.operator == "secure/gflite-provider"
         r = ex.submit(echo, echo_subtask(0, "secret"), LIMITS).result(60)
         assert r.ok and r.outputs[0][1] == b"secret\0"
     for name, path in zip(dask_executor.TLS_ENV, (good.ca, good.cert, good.key)):
