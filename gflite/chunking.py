@@ -145,6 +145,12 @@ def _split(text: str, subtasks: int | None, target_chars: int) -> tuple[Chunk, .
     return _chunks(text, cuts)
 
 
+def at(text: str, cuts: list[int]) -> tuple[Chunk, ...]:
+    """Chunks cut exactly at ``cuts`` (sorted offsets) and nowhere else: for text
+    whose pieces are cut already (SSML documents, see ``gflite.ssml``)."""
+    return _chunks(text, sorted({c for c in cuts if 0 < c < len(text)}))
+
+
 def _chunks(text: str, cuts: list[int]) -> tuple[Chunk, ...]:
     edges = [0, *cuts, len(text)]
     out = []

@@ -143,6 +143,22 @@ def plan_chunks(text: str, job: Job, cuts: tuple[Cut, ...] = ()) -> tuple[Chunk,
     return chunking.split(text, subtasks=job.subtasks, target_chars=target, forced=tuple(c.offset for c in cuts))
 
 
+def plan_ssml(text: Text, job: Job) -> tuple[Text, tuple[Cut, ...]]:
+    """SSML as whole documents, one after another, each a chunk: cut at every
+    ``<break>`` (its silence goes before the next) and at top-level sentence
+    ends, with named prosody made numeric (see ``gflite.ssml``)."""
+    from gflite import ssml
+
+    target = job.target_chars or min(voices.chunk_chars(job.options.voice.cost_name), voices.MEMORY_CHUNK_CHARS)
+    parts = ssml.pieces(text.text, target)
+    cuts, pos = [], 0
+    for piece in parts:
+        if pos or piece.silence:
+            cuts.append(Cut(pos, piece.silence))
+        pos += len(piece.text)
+    return replace(text, text="".join(p.text for p in parts)), tuple(cuts)
+
+
 def plan_cuts(text: str, job: Job) -> tuple[Cut, ...]:
     """The chunk starts the job forces: a book's chapters, and wherever a pause goes."""
     from gflite import pauses
@@ -215,8 +231,18 @@ def _render(
         if job.replacements is not None:
             said, replaced = job.replacements.normalised().apply(text.text)
             text = replace(text, text=said)
-    cuts = plan_cuts(text.text, job)
-    chunks = plan_chunks(text.text, job, cuts)
+    if job.options.ssml and job.source.kind == "text":
+        from gflite.ssml import translate_prosody
+
+        text = replace(text, text=translate_prosody(text.text))  # -t: one utterance, as flite
+    if job.options.ssml and job.source.kind != "text":
+        text, cuts = plan_ssml(text, job)
+        from gflite import chunking
+
+        chunks = chunking.at(text.text, [c.offset for c in cuts])
+    else:
+        cuts = plan_cuts(text.text, job)
+        chunks = plan_chunks(text.text, job, cuts)
     by_offset = {cut.offset: cut for cut in cuts}
     at_chunk = {c.index: by_offset[c.start] for c in chunks if c.start in by_offset}
     tasks = synth.subtasks(chunks, job.options, literal=job.source.kind == "text")
