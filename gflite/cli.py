@@ -160,6 +160,8 @@ def _command(
     keep_toc: bool = typer.Option(False, "--keep-toc", help="Books: read the table of contents too."),
     keep_front: bool = typer.Option(False, "--keep-front-matter", help="Books: read the title and copyright pages."),
     keep_back: bool = typer.Option(False, "--keep-back-matter", help="Books: read index, colophon, bibliography."),
+    keep_nonlinear: bool = typer.Option(False, "--keep-nonlinear",
+                                        help="EPUB: read spine items marked linear=\"no\" too."),
     verbose: bool = typer.Option(False, "-v", help="Say what is being done and how fast."),
     subtasks: Optional[int] = typer.Option(None, "--subtasks", min=1, metavar="N",
                                            help="Split into N chunks (default: by text length and voice)."),
@@ -206,7 +208,7 @@ def _command(
             cache_clear=cache_clear, prints=tuple(prints), add_lex=add_lex, voicedir=voicedir,
             bench=bench, list_chapters=list_chapters, chapters=chapters, split=split, split_format=split_format,
             silences=(sentence_silence, paragraph_silence, chapter_silence), replace=replace_file,
-            keep=(keep_notes, keep_toc, keep_front, keep_back),
+            keep=(keep_notes, keep_toc, keep_front, keep_back, keep_nonlinear),
         ))
     except (KeyboardInterrupt, BrokenPipeError) as exc:
         # typer would turn these into exit codes of its own (130 returned, or 1
@@ -375,9 +377,9 @@ def _structure(args: SimpleNamespace, source: pipeline.Source, output: str):  # 
     from gflite.books.model import Chapter
     from gflite.books.selection import list_chapters, parse_chapters, select
 
-    notes, toc, front, back = args.keep
+    notes, toc, front, back, nonlinear = args.keep
     book = read_book(source.value, ReadOptions(keep_notes=notes, keep_toc=toc, keep_front_matter=front,
-                                               keep_back_matter=back))
+                                               keep_back_matter=back, keep_nonlinear=nonlinear))
     if args.list_chapters:
         _print_chapters(list_chapters(book, CHARS_PER_SECOND))
         raise _Listed
