@@ -40,10 +40,7 @@ class AudiobookWriter(EncodedWriter):
         self.marks: list[ChapterMark] = []
 
     def begin_chapter(self, title: str) -> None:
-        if self.marks and self.marks[-1].start == self.samples:
-            self.marks[-1] = ChapterMark(self.samples, title)  # an empty chapter: keep the later title
-        else:
-            self.marks.append(ChapterMark(self.samples, title))
+        _mark(self.marks, self.samples, title)
 
     def _codec(self, fmt: WavFormat) -> tuple[str, ...]:
         muxer = ("-f", "ipod") if self.kind in ("m4a", "m4b") else ("-f", "mp3")
@@ -74,10 +71,7 @@ class ChapterSplitWriter(WavFileWriter):
         self.paths: tuple[Path, ...] = ()
 
     def begin_chapter(self, title: str) -> None:
-        if self.marks and self.marks[-1].start == self.samples:
-            self.marks[-1] = ChapterMark(self.samples, title)
-        else:
-            self.marks.append(ChapterMark(self.samples, title))
+        _mark(self.marks, self.samples, title)
 
     def _publish(self) -> None:
         try:
@@ -86,6 +80,13 @@ class ChapterSplitWriter(WavFileWriter):
             self.paths = audiobook.split_chapters(self._out.tmp, self.folder, marks, self.tags, kind=self.kind)
         finally:
             self._out.discard()
+
+
+def _mark(marks: list[ChapterMark], at: int, title: str) -> None:
+    if marks and marks[-1].start == at:
+        marks[-1] = ChapterMark(at, title)  # the chapter before had no audio: it has no mark
+    else:
+        marks.append(ChapterMark(at, title))
 
 
 def _usable(marks: list[ChapterMark], frames: int) -> list[ChapterMark]:

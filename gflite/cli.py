@@ -17,6 +17,7 @@ Exit codes: 0 ok · 1 other error · 2 bad usage · 3 bad input text or voice ·
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -33,10 +34,12 @@ import typer
 from gflite import __version__, voices
 from gflite.cli_shared import for_terminal
 from gflite.errors import GfliteError, Interrupted, OutputError, ReaderGone, UsageError
-from gflite.pauses import BOOK_PAUSES
+from gflite.pauses import BOOK_PAUSES, Pauses
 
 if TYPE_CHECKING:
     from gflite import pipeline
+    from gflite.books.selection import ChapterInfo
+    from gflite.replacements import Replacements
 
 PROG = "gflite"
 INTERRUPTED = "interrupted; finished chunks are cached, rerun the same command to resume"
@@ -340,12 +343,13 @@ def _run(args: SimpleNamespace) -> None:
 CHARS_PER_SECOND = 12.8
 
 
-def _structure(args: SimpleNamespace, source: pipeline.Source, output: str):  # type: ignore[no-untyped-def]
+def _structure(
+    args: SimpleNamespace, source: pipeline.Source, output: str
+) -> tuple[Optional[pipeline.BookText], Pauses, Optional[Replacements]]:
     """The book (read, chapters chosen, composed), the pauses and the replacements
     for this run. A book's listing (--list-chapters) is printed here, and ends the run."""
     from gflite import pipeline, replacements
     from gflite.books import ReadOptions, is_book
-    from gflite.pauses import Pauses
 
     rules = replacements.read(args.replace) if args.replace is not None else None
     is_structured = source.kind == "file" and is_book(source.value) and not args.ssml
@@ -392,9 +396,7 @@ def _structure(args: SimpleNamespace, source: pipeline.Source, output: str):  # 
             text, n = rules.apply(ch.text)
             replaced += n
             chapters.append(Chapter(title=ch.title, text=text, source=ch.source))
-        from dataclasses import replace as _with
-
-        book = _with(book, chapters=tuple(chapters))
+        book = dataclasses.replace(book, chapters=tuple(chapters))
     composed = compose(book)
     meta = book.metadata
     tags = Tags(title=meta.title or os.path.splitext(os.path.basename(source.value))[0], author=meta.author,
@@ -407,7 +409,7 @@ class _Listed(Exception):
     """--list-chapters printed its listing: the run is done."""
 
 
-def _print_chapters(rows) -> None:  # type: ignore[no-untyped-def]
+def _print_chapters(rows: tuple[ChapterInfo, ...]) -> None:
     width = max((len(str(r.number)) for r in rows), default=1)
     total_words = total_seconds = 0.0
     for r in rows:

@@ -425,7 +425,8 @@ def _open(job: Job, stdout: BinaryIO | None) -> stitching.AudioWriter | None:
         from gflite.bookwriter import AudiobookWriter
 
         if os.path.isdir(output):
-            raise OutputError(f"output {output} is a directory; give a file name such as {os.path.join(output, 'book.' + kind)}")
+            example = os.path.join(output, f"book.{kind}")
+            raise OutputError(f"output {output} is a directory; give a file name such as {example}")
         return AudiobookWriter(Path(output), kind, rate, tags)
     if output != STDOUT and os.path.isdir(output):
         raise OutputError(f"output {output} is a directory; give a file name such as {os.path.join(output, 'out.wav')}")

@@ -31,7 +31,9 @@ PARAGRAPHS = {
 
 
 def _book(tmp: Path, version: int = 3, cover: bool = True) -> Path:
-    chapters = [(f"ch{i}.xhtml", chapter(f"Chapter {i}", *ps)) for i, ps in PARAGRAPHS.items()]
+    note = '<aside epub:type="footnote" id="n1"><p>A footnote nobody hears.</p></aside>'
+    chapters = [(f"ch{i}.xhtml", chapter(f"Chapter {i}", *ps, extra=note if i == 2 else ""))
+                for i, ps in PARAGRAPHS.items()]
     files = members(version, chapters=chapters, title="The Stopped Clock", author="Ada Author",
                     cover=tiny_png() if cover else None)
     return write(tmp / "book.epub", files)
@@ -68,6 +70,7 @@ def test_m4b_has_chapters_at_exact_samples_tags_and_cover(capsys, tmp_path: Path
     ok(capsys, str(book), "-voice", "kal16", "-o", str(tmp_path / "book.m4b"))
     ok(capsys, str(book), "-voice", "kal16", "-o", str(tmp_path / "book.wav"))
     composed = compose(read_book(book))
+    assert "footnote" not in composed.text.text and "Inside, a spring" in composed.text.text
     want, chapter_samples = _expected(tmp_path, composed.text.text, composed.starts, 0.4, 1.5)
     rate, got = pcm(tmp_path / "book.wav")
     assert rate == RATE and got == want  # flite's audio, with exactly the default pauses inserted
