@@ -5,7 +5,9 @@ Existing flite commands keep working with a ``g`` in front: ``-f``, ``-t``,
 ``-v``, ``--version``, ``-pw``/``-ps``/``-psdur``/``-pr``, ``-add_lex``,
 ``-voicedir``, ``-b``, and flite's positional ``TEXT_OR_FILE [OUTFILE]`` (a
 file if one exists by that name, else text to say); flite's ``-p``, ``-l`` and
-``-voicedump`` are refused by name. This module turns flags into a frozen
+``-voicedump`` are refused by name. Books (``.epub``, ``.md``, ``.html``)
+become audiobooks: ``--list-chapters``, ``--chapters``, ``--split chapters``,
+the ``--*-silence`` pauses, ``--replace`` and the ``--keep-*`` flags. This module turns flags into a frozen
 :class:`gflite.pipeline.Job`, draws progress on stderr, and chooses exit codes
 (listed in README.md). stdout carries only what was asked for: WAV with ``-o
 -``, flite's printouts, or the ``-lv``/``--version``/``-b`` listings.
@@ -140,7 +142,8 @@ def _command(
     seti: List[str] = typer.Option([], "--seti", metavar="F=V", help="Set an int feature."),
     sets: List[str] = typer.Option([], "--sets", metavar="F=V", help="Set a string feature."),
     setany: List[str] = typer.Option([], "-s", "--set", metavar="F=V", help="Set a feature (type guessed)."),
-    ssml: bool = typer.Option(False, "-ssml", help="Read the input as SSML (spoken as one chunk)."),
+    ssml: bool = typer.Option(False, "-ssml",
+                              help="Read the input as SSML (breaks become exact silence; long SSML runs in pieces)."),
     list_chapters: bool = typer.Option(False, "--list-chapters",
                                        help="List a book's chapters (number, title, words, time) and exit."),
     chapters: Optional[str] = typer.Option(None, "--chapters", metavar="LIST",

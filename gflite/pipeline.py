@@ -136,8 +136,8 @@ def plan_chunks(text: str, job: Job, cuts: tuple[Cut, ...] = ()) -> tuple[Chunk,
     from gflite import chunking
 
     if job.options.ssml or job.source.kind == "text":
-        # flite speaks -t TEXT as one utterance, and SSML tags may span any
-        # break: both must reach flite whole to sound as flite makes them.
+        # flite speaks -t TEXT as one utterance: it must reach flite whole.
+        # (SSML from a file is cut by plan_ssml, never here.)
         return chunking.split(text, subtasks=1)
     target = job.target_chars or min(voices.chunk_chars(job.options.voice.cost_name), voices.MEMORY_CHUNK_CHARS)
     return chunking.split(text, subtasks=job.subtasks, target_chars=target, forced=tuple(c.offset for c in cuts))

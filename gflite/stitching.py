@@ -14,6 +14,11 @@ Usage::
             show(out.seconds)
     # leaving the block without an exception publishes book.wav
 
+Between pieces, ``out.add_silence(seconds)`` writes exact zero samples (a
+pause), and ``out.begin_chapter(title)`` says the next sample starts a chapter
+(recorded by the audiobook writers in :mod:`gflite.bookwriter`, which subclass
+these through the ``_codec`` and ``_publish`` hooks; ignored by the others).
+
 Targets: ``*.mp3``, ``*.ogg``, ``*.flac`` (raw PCM piped into ffmpeg, found
 through pydub); any other name is WAV, as flite writes (PCM; past the format's
 4 GiB its sizes say "unknown", see :class:`WavFileWriter`); ``-`` is WAV
