@@ -359,6 +359,10 @@ def _structure(
     if args.split is not None:
         if args.split != "chapters":
             raise UsageError(f"--split takes 'chapters', not {args.split!r}")
+        from gflite.audiobook import AUDIOBOOK_FORMATS
+
+        if args.split_format not in AUDIOBOOK_FORMATS:
+            raise UsageError(f"--split-format takes {', '.join(AUDIOBOOK_FORMATS)}, not {args.split_format!r}")
         if not is_structured:
             raise UsageError("--split chapters needs a book (.epub, .md, .html, .xhtml): plain text has no chapters")
         if output in ("play", pipeline.STDOUT, pipeline.DISCARD):

@@ -142,6 +142,10 @@ def test_split_chapters_gives_numbered_titled_tracks(capsys, tmp_path: Path) -> 
         assert tags["title"] == f"Chapter {i}" and tags["track"] == f"{i}/3"
         assert tags["album"] == "The Stopped Clock" and tags["artist"] == "Ada Author"
     assert "3 files" in err
+    code, _, err = gflite(capsys, str(book), "--split", "chapters", "--split-format", "ogg", "-o", f"{out}/")
+    assert code == 2 and "--split-format" in err
+    code, _, err = gflite(capsys, str(book), "--split", "pages", "-o", f"{out}/")
+    assert code == 2
 
 
 def test_chapters_selects(capsys, tmp_path: Path) -> None:
