@@ -197,3 +197,8 @@ def test_replace_list(capsys, tmp_path: Path) -> None:
     assert "2 words replaced" in err
     (tmp_path / "said.txt").write_text("Doctor Win met Nguyenville's mayor.\n", "ascii")
     assert pcm(tmp_path / "r.wav") == native(tmp_path, "-voice", "kal16", "-f", str(tmp_path / "said.txt"))
+
+
+def test_add_lex_spelled_with_dashes(capsys, tmp_path: Path) -> None:
+    code, _, err = gflite(capsys, "--add-lex", str(tmp_path / "missing.lex"), "-t", "hi", "-o", "none")
+    assert code == 3 and "cannot read lexicon addenda" in err
