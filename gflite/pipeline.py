@@ -229,7 +229,13 @@ def _render(
     else:
         text = job.source.read(stdin)
         if job.replacements is not None:
-            said, replaced = job.replacements.normalised().apply(text.text)
+            rules = job.replacements.normalised()
+            if job.options.ssml:
+                from gflite.ssml import map_text
+
+                said, replaced = map_text(text.text, rules.apply)  # words, never tags
+            else:
+                said, replaced = rules.apply(text.text)
             text = replace(text, text=said)
     if job.options.ssml and job.source.kind == "text":
         from gflite.ssml import translate_prosody

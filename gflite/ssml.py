@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gflite.pauses import MAX_SECONDS
@@ -96,6 +97,19 @@ def _prosody(tag: str) -> str:
 def translate_prosody(ssml: str) -> str:
     """``ssml`` with every ``<prosody>`` rate and volume as the number flite 2.2 reads."""
     return _TAG.sub(lambda m: _prosody(m.group()) if _tag_name(m.group()) == "prosody" else m.group(), ssml)
+
+
+def map_text(ssml: str, fn: Callable[[str], tuple[str, int]]) -> tuple[str, int]:
+    """``fn`` applied to the text between tags only (``--replace`` must not touch
+    a tag's name or attributes); returns the new SSML and the sum of ``fn``'s counts."""
+    out, total, pos = [], 0, 0
+    for m in _TAG.finditer(ssml):
+        text, n = fn(ssml[pos : m.start()])
+        out += [text, m.group()]
+        total += n
+        pos = m.end()
+    text, n = fn(ssml[pos:])
+    return "".join(out) + text, total + n
 
 
 def _tag_name(tag: str) -> str:

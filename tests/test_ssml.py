@@ -68,3 +68,11 @@ def test_breaks_are_exact_silence_and_long_ssml_runs_in_pieces(capsys, tmp_path:
     first_two = len(want) - 2 * round(0.75 * RATE) - len(native(tmp_path, "-voice", "kal16", "-ssml",
                                                                   str(tmp_path / "p.ssml"))[1])
     assert bytes(want[:first_two]) == native(tmp_path, "-voice", "kal16", "-ssml", str(tmp_path / "before.ssml"))[1]
+
+
+def test_replacements_touch_words_not_tags() -> None:
+    from gflite.replacements import parse
+
+    rules = parse("speak → talk\nrate → pace\n", name="r")
+    out = ssml.map_text('<speak><prosody rate="1">We speak at a rate.</prosody></speak>', rules.apply)
+    assert out == ('<speak><prosody rate="1">We talk at a pace.</prosody></speak>', 2)
