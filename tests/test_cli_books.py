@@ -202,3 +202,12 @@ def test_replace_list(capsys, tmp_path: Path) -> None:
 def test_add_lex_spelled_with_dashes(capsys, tmp_path: Path) -> None:
     code, _, err = gflite(capsys, "--add-lex", str(tmp_path / "missing.lex"), "-t", "hi", "-o", "none")
     assert code == 3 and "cannot read lexicon addenda" in err
+
+
+def test_mp3_from_markdown_gets_tags_and_chapters(capsys, tmp_path: Path) -> None:
+    md = tmp_path / "b.md"
+    md.write_text("---\ntitle: Lamps\nauthor: Bo Writer\n---\n\n# One\n\nA lamp was lit.\n\n# Two\n\nIt went out.\n")
+    ok(capsys, str(md), "-o", str(tmp_path / "b.mp3"))
+    info = _probe(tmp_path / "b.mp3")
+    assert [c["tags"]["title"] for c in info["chapters"]] == ["One", "Two"]
+    assert info["format"]["tags"]["title"] == "Lamps" and info["format"]["tags"]["artist"] == "Bo Writer"
