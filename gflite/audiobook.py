@@ -272,14 +272,17 @@ def add_chapters(
     *,
     sample_rate: int,
     frames: int,
+    source_format: str | None = None,
 ) -> Path:
     """Copy the audio of ``encoded`` (AAC in .m4a/.m4b, or .mp3, e.g. streamed there
     by ffmpeg with :func:`encoder_args` while the book was synthesised) into
     ``target`` with chapter marks, tags and cover, without re-encoding it.
-    ``frames`` is the audio's length in samples (the last chapter's end)."""
+    ``frames`` is the audio's length in samples (the last chapter's end).
+    ``source_format`` names the format of ``encoded`` when its name does not
+    (a temporary ``.part`` file)."""
     src, out = Path(encoded), Path(target)
     kind = _kind(out)
-    if (audiobook_format(src) in _MP4_FORMATS) != (kind in _MP4_FORMATS):
+    if ((source_format or audiobook_format(src)) in _MP4_FORMATS) != (kind in _MP4_FORMATS):
         raise OutputError(f"cannot copy the audio of {src.name} into {out.name}: re-encode it with write_audiobook")
     _check_marks(chapters, frames)
     if tags.cover is not None and not usable_cover(tags.cover):

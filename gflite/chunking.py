@@ -87,6 +87,7 @@ def split(
     *,
     subtasks: int | None = None,
     target_chars: int = DEFAULT_TARGET_CHARS,
+    forced: tuple[int, ...] = (),
 ) -> tuple[Chunk, ...]:
     """Cut ``text`` into chunks whose flite audio, concatenated, equals the whole's.
 
@@ -95,11 +96,35 @@ def split(
     to ``target_chars``, and near the end they shrink again to a quarter of
     what is left. ``subtasks=N`` asks for N roughly equal chunks instead;
     fewer come back if the text has fewer places to cut.
+
+    ``forced`` are offsets where a chunk must start (a book's chapters, or
+    where a pause goes); each must be an utterance start (:func:`utterance_starts`).
+    The text between forced cuts is split as a text of its own; with none,
+    the cuts are exactly those of a plain text.
     """
     if subtasks is not None and subtasks < 1:
         raise UsageError(f"--subtasks must be at least 1, not {subtasks}")
     if target_chars < 1:
         raise UsageError(f"chunk size must be at least 1 character, not {target_chars}")
+    edges = sorted({c for c in forced if 0 < c < len(text)})
+    if edges:
+        return _split_forced(text, edges, subtasks, target_chars)
+    return _split(text, subtasks, target_chars)
+
+
+def _split_forced(text: str, edges: list[int], subtasks: int | None, target_chars: int) -> tuple[Chunk, ...]:
+    cuts: list[int] = []
+    bounds = [0, *edges, len(text)]
+    for a, b in zip(bounds, bounds[1:]):
+        # --subtasks N is shared out by length (at least one chunk per segment).
+        share = None if subtasks is None else max(1, round(subtasks * (b - a) / len(text)))
+        if a:
+            cuts.append(a)
+        cuts.extend(a + c.start for c in _split(text[a:b], share, target_chars)[1:])
+    return _chunks(text, cuts)
+
+
+def _split(text: str, subtasks: int | None, target_chars: int) -> tuple[Chunk, ...]:
     n = len(text)
     first = max(1, target_chars // FIRST_CHUNK_DIVISOR)
     if subtasks == 1 or (subtasks is None and n <= first * 1.5):
@@ -118,6 +143,12 @@ def split(
     else:
         cuts = _growing_cuts(text, candidates, first, target_chars)
     return _chunks(text, cuts)
+
+
+def at(text: str, cuts: list[int]) -> tuple[Chunk, ...]:
+    """Chunks cut exactly at ``cuts`` (sorted offsets) and nowhere else: for text
+    whose pieces are cut already (SSML documents, see ``gflite.ssml``)."""
+    return _chunks(text, sorted({c for c in cuts if 0 < c < len(text)}))
 
 
 def _chunks(text: str, cuts: list[int]) -> tuple[Chunk, ...]:
@@ -265,6 +296,16 @@ def _breaks(prev: _Token, tok: _Token) -> bool:
 def utterance_starts(text: str) -> tuple[int, ...]:
     """Offsets where ``flite -f`` on ``text`` starts a new utterance and a chunk may start."""
     return tuple(start for _, start in _utterance_breaks(text))
+
+
+def sentence_starts(text: str) -> tuple[int, ...]:
+    """Utterance starts that also start a sentence (per Punkt) or a paragraph:
+    where a sentence pause may go."""
+    ends = sentence_ends(text)
+    return tuple(
+        start for prev_end, start in _utterance_breaks(text)
+        if prev_end in ends or text.count("\n", prev_end, start) >= 2
+    )
 
 
 def _utterance_breaks(text: str) -> list[tuple[int, int]]:

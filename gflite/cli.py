@@ -5,7 +5,9 @@ Existing flite commands keep working with a ``g`` in front: ``-f``, ``-t``,
 ``-v``, ``--version``, ``-pw``/``-ps``/``-psdur``/``-pr``, ``-add_lex``,
 ``-voicedir``, ``-b``, and flite's positional ``TEXT_OR_FILE [OUTFILE]`` (a
 file if one exists by that name, else text to say); flite's ``-p``, ``-l`` and
-``-voicedump`` are refused by name. This module turns flags into a frozen
+``-voicedump`` are refused by name. Books (``.epub``, ``.md``, ``.html``)
+become audiobooks: ``--list-chapters``, ``--chapters``, ``--split chapters``,
+the ``--*-silence`` pauses, ``--replace`` and the ``--keep-*`` flags. This module turns flags into a frozen
 :class:`gflite.pipeline.Job`, draws progress on stderr, and chooses exit codes
 (listed in README.md). stdout carries only what was asked for: WAV with ``-o
 -``, flite's printouts, or the ``-lv``/``--version``/``-b`` listings.
@@ -17,6 +19,7 @@ Exit codes: 0 ok · 1 other error · 2 bad usage · 3 bad input text or voice ·
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -33,9 +36,12 @@ import typer
 from gflite import __version__, voices
 from gflite.cli_shared import for_terminal
 from gflite.errors import GfliteError, Interrupted, OutputError, ReaderGone, UsageError
+from gflite.pauses import BOOK_PAUSES, Pauses
 
 if TYPE_CHECKING:
     from gflite import pipeline
+    from gflite.books.selection import ChapterInfo
+    from gflite.replacements import Replacements
 
 PROG = "gflite"
 INTERRUPTED = "interrupted; finished chunks are cached, rerun the same command to resume"
@@ -85,6 +91,8 @@ examples:
   gflite book.txt book.mp3                   flite's positional form
   gflite -voice slt -f book.txt -o book.wav  flite's flags
   gflite book.txt -o - | aplay               starts playing after the first chunk
+  gflite book.epub -o book.m4b               an audiobook: chapters, title, author, cover
+  gflite book.epub --list-chapters           then --chapters 3-7,9 or --split chapters -o DIR/
 """
 # flite's flags gflite does not take, refused by name (not as "No such option").
 UNSUPPORTED = {"-p": "PHONES", "-voicedump": "FILENAME", "-l": None}
@@ -118,7 +126,7 @@ def _command(
                               "or a .flitevox file."),
     voicedir: Optional[str] = typer.Option(None, "-voicedir", metavar="DIR",
                                            help="As flite: where clunit voices live (flite.wasm has none)."),
-    add_lex: Optional[str] = typer.Option(None, "-add_lex", metavar="FILE",
+    add_lex: Optional[str] = typer.Option(None, "-add_lex", "--add-lex", metavar="FILE",
                                           help="Add flite lexicon entries ('word : phones' lines) from FILE."),
     pw: bool = typer.Option(False, "-pw", help="Print the words of each utterance on stdout, as flite."),
     ps: bool = typer.Option(False, "-ps", help="Print the segments, as flite."),
@@ -134,7 +142,32 @@ def _command(
     seti: List[str] = typer.Option([], "--seti", metavar="F=V", help="Set an int feature."),
     sets: List[str] = typer.Option([], "--sets", metavar="F=V", help="Set a string feature."),
     setany: List[str] = typer.Option([], "-s", "--set", metavar="F=V", help="Set a feature (type guessed)."),
-    ssml: bool = typer.Option(False, "-ssml", help="Read the input as SSML (spoken as one chunk)."),
+    ssml: bool = typer.Option(False, "-ssml",
+                              help="Read the input as SSML (breaks become exact silence; long SSML runs in pieces)."),
+    list_chapters: bool = typer.Option(False, "--list-chapters",
+                                       help="List a book's chapters (number, title, words, time) and exit."),
+    chapters: Optional[str] = typer.Option(None, "--chapters", metavar="LIST",
+                                           help="Only these chapters of a book, e.g. 3-7,9."),
+    split: Optional[str] = typer.Option(None, "--split", metavar="chapters",
+                                        help="--split chapters -o DIR/: one file per chapter, numbered and titled."),
+    split_format: str = typer.Option("m4a", "--split-format", metavar="FMT",
+                                     help="Format of --split's files: m4a (default), m4b or mp3."),
+    sentence_silence: Optional[float] = typer.Option(None, "--sentence-silence", metavar="S",
+                                                     help="Seconds of silence between sentences (default 0)."),
+    paragraph_silence: Optional[float] = typer.Option(
+        None, "--paragraph-silence", metavar="S",
+        help=f"Seconds of silence between paragraphs (books: {BOOK_PAUSES.paragraph:g}, text: 0)."),
+    chapter_silence: Optional[float] = typer.Option(
+        None, "--chapter-silence", metavar="S",
+        help=f"Seconds of silence before each chapter (books: {BOOK_PAUSES.chapter:g})."),
+    replace_file: Optional[str] = typer.Option(None, "--replace", metavar="FILE",
+                                               help="Say words as written in FILE ('word → spoken form' lines)."),
+    keep_notes: bool = typer.Option(False, "--keep-notes", help="Books: read footnotes and endnotes too."),
+    keep_toc: bool = typer.Option(False, "--keep-toc", help="Books: read the table of contents too."),
+    keep_front: bool = typer.Option(False, "--keep-front-matter", help="Books: read the title and copyright pages."),
+    keep_back: bool = typer.Option(False, "--keep-back-matter", help="Books: read index, colophon, bibliography."),
+    keep_nonlinear: bool = typer.Option(False, "--keep-nonlinear",
+                                        help="EPUB: read spine items marked linear=\"no\" too."),
     verbose: bool = typer.Option(False, "-v", help="Say what is being done and how fast."),
     subtasks: Optional[int] = typer.Option(None, "--subtasks", min=1, metavar="N",
                                            help="Split into N chunks (default: by text length and voice)."),
@@ -179,7 +212,9 @@ def _command(
             subtask_timeout=subtask_timeout, cluster=cluster or None, redundancy=redundancy, bid=bid,
             budget=budget, quiet=quiet, audit=audit, no_cache=no_cache, cache_info=cache_info,
             cache_clear=cache_clear, prints=tuple(prints), add_lex=add_lex, voicedir=voicedir,
-            bench=bench,
+            bench=bench, list_chapters=list_chapters, chapters=chapters, split=split, split_format=split_format,
+            silences=(sentence_silence, paragraph_silence, chapter_silence), replace=replace_file,
+            keep=(keep_notes, keep_toc, keep_front, keep_back, keep_nonlinear),
         ))
     except (KeyboardInterrupt, BrokenPipeError) as exc:
         # typer would turn these into exit codes of its own (130 returned, or 1
@@ -261,6 +296,11 @@ def _run(args: SimpleNamespace) -> None:
     if args.prints and output == pipeline.STDOUT:
         raise UsageError(f"{args.prints[0]} prints on stdout, where -o - writes WAV: give -o FILE or -o none")
 
+    try:
+        book, pauses, replacements = _structure(args, source, output)
+    except _Listed:
+        return
+
     features = tuple(
         synth.parse_feature(flag, fv)
         for flag, values in (("--setf", args.setf), ("--seti", args.seti), ("--sets", args.sets), ("-s", args.setany))
@@ -283,6 +323,11 @@ def _run(args: SimpleNamespace) -> None:
         subtask_timeout=_duration(args.subtask_timeout, "--subtask-timeout"),
         audit=args.audit,
         use_cache=not args.no_cache,
+        book=book,
+        pauses=pauses,
+        replacements=replacements,
+        split=args.split is not None,
+        split_format=args.split_format,
     )
     if verbose and args.voicedir is not None:
         _note(f"-voicedir {for_terminal(args.voicedir)}: no effect, as in flite: it is for clunit voices, "
@@ -294,6 +339,95 @@ def _run(args: SimpleNamespace) -> None:
         _play(job, quiet, verbose)
     else:
         _render(job, quiet, verbose)
+
+
+# Speaking rate for --list-chapters' estimates: characters of text per second
+# of audio, measured with native flite on the benchmark book (kal 12.5, slt 13.1).
+CHARS_PER_SECOND = 12.8
+
+
+def _structure(
+    args: SimpleNamespace, source: pipeline.Source, output: str
+) -> tuple[Optional[pipeline.BookText], Pauses, Optional[Replacements]]:
+    """The book (read, chapters chosen, composed), the pauses and the replacements
+    for this run. A book's listing (--list-chapters) is printed here, and ends the run."""
+    from gflite import pipeline, replacements
+    from gflite.books import ReadOptions, is_book
+
+    rules = replacements.read(args.replace) if args.replace is not None else None
+    is_structured = source.kind == "file" and is_book(source.value) and not args.ssml
+    if args.split is not None:
+        if args.split != "chapters":
+            raise UsageError(f"--split takes 'chapters', not {args.split!r}")
+        from gflite.audiobook import AUDIOBOOK_FORMATS
+
+        if args.split_format not in AUDIOBOOK_FORMATS:
+            raise UsageError(f"--split-format takes {', '.join(AUDIOBOOK_FORMATS)}, not {args.split_format!r}")
+        if not is_structured:
+            raise UsageError("--split chapters needs a book (.epub, .md, .html, .xhtml): plain text has no chapters")
+        if output in ("play", pipeline.STDOUT, pipeline.DISCARD):
+            raise UsageError("--split chapters writes files: give -o DIR/")
+        if not os.path.isdir(output):
+            try:
+                os.mkdir(output)
+            except OSError as e:
+                raise OutputError(f"cannot make the folder {for_terminal(output)}: {e.strerror or e}") from None
+    if not is_structured:
+        for flag, given in (("--list-chapters", args.list_chapters), ("--chapters", args.chapters is not None)):
+            if given:
+                raise UsageError(f"{flag} needs a book (.epub, .md, .html, .xhtml): plain text has no chapters")
+    base = BOOK_PAUSES if is_structured else Pauses()
+    s, p, c = args.silences
+    pauses = Pauses(sentence=base.sentence if s is None else s, paragraph=base.paragraph if p is None else p,
+                    chapter=base.chapter if c is None else c)
+    if not is_structured:
+        return None, pauses, rules
+    from gflite.audiobook import Tags
+    from gflite.books import read_book
+    from gflite.books.compose import compose
+    from gflite.books.model import Chapter
+    from gflite.books.selection import list_chapters, parse_chapters, select
+
+    notes, toc, front, back, nonlinear = args.keep
+    book = read_book(source.value, ReadOptions(keep_notes=notes, keep_toc=toc, keep_front_matter=front,
+                                               keep_back_matter=back, keep_nonlinear=nonlinear))
+    if args.list_chapters:
+        _print_chapters(list_chapters(book, CHARS_PER_SECOND))
+        raise _Listed
+    if args.chapters is not None:
+        book = select(book, parse_chapters(args.chapters, len(book.chapters)))
+    replaced = 0
+    if rules is not None:
+        chapters = []
+        for ch in book.chapters:
+            text, n = rules.apply(ch.text)
+            replaced += n
+            chapters.append(Chapter(title=ch.title, text=text, source=ch.source))
+        book = dataclasses.replace(book, chapters=tuple(chapters))
+    composed = compose(book)
+    meta = book.metadata
+    tags = Tags(title=meta.title or os.path.splitext(os.path.basename(source.value))[0], author=meta.author,
+                language=meta.language, cover=meta.cover)
+    return (pipeline.BookText(text=composed.text, chapters=tuple(zip(composed.starts, composed.titles)),
+                              tags=tags, replaced_words=replaced), pauses, rules)
+
+
+class _Listed(Exception):
+    """--list-chapters printed its listing: the run is done."""
+
+
+def _print_chapters(rows: tuple[ChapterInfo, ...]) -> None:
+    width = max((len(str(r.number)) for r in rows), default=1)
+    total_words = total_seconds = 0.0
+    for r in rows:
+        s = int(r.seconds + 0.5)
+        sys.stdout.write(f"{r.number:>{width}}  {for_terminal(r.title, 120)}  {r.words} words  "
+                         f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}\n")
+        total_words += r.words
+        total_seconds += r.seconds
+    s = int(total_seconds + 0.5)
+    sys.stdout.write(f"{_plural(len(rows), 'chapter')}, {int(total_words)} words, about "
+                     f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}\n")
 
 
 def _print_benchmark(summary: pipeline.Summary) -> None:
@@ -406,6 +540,7 @@ _completed = False
 def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[BinaryIO] = None) -> pipeline.Summary:
     global _completed
     from gflite import outputs, pipeline, stitching
+    from gflite.audiobook import audiobook_format
 
     show_bar = not quiet and sys.stderr.isatty()
     bar: Optional[_Bar] = None
@@ -415,6 +550,7 @@ def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[Bina
         nonlocal bar
         if not quiet:
             if (job.output not in (pipeline.STDOUT, pipeline.DISCARD) and stitching.wav_by_default(job.output)
+                    and not job.split and audiobook_format(job.output) is None
                     and not outputs.resolve(job.output).stream):  # /dev/null, a FIFO: no file name to mislead
                 _note(f"writing {for_terminal(job.output)} as WAV, as flite does (.mp3, .ogg and .flac are encoded)")
             for line in _text_notes(plan.text, for_terminal(name)):
@@ -451,8 +587,15 @@ def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[Bina
     if verbose or (not quiet and job.output not in (pipeline.STDOUT, pipeline.DISCARD)):
         speed = summary.audio_seconds / summary.elapsed if summary.elapsed > 0 else 0.0
         where = {pipeline.STDOUT: "stdout", pipeline.DISCARD: "nothing (-o none)"}.get(job.output, job.output)
-        _note(f"wrote {where}: {_length(summary.audio_seconds)} of audio, {_plural(summary.chunks, 'chunk')} "
-              f"({summary.from_cache} from cache), {_length(summary.elapsed)} ({speed:.1f}x real time)")
+        if summary.files:
+            where = f"{_plural(len(summary.files), 'file')} in {job.output}"
+        extra = "".join(f", {_plural(n, what)}" for n, what in (
+            (summary.chapters, "chapter"), (summary.pauses, "pause")) if n)
+        if job.replacements is not None:  # --replace: say how many, none included
+            extra += f", {summary.replaced_words} word{'' if summary.replaced_words == 1 else 's'} replaced"
+        _note(f"wrote {for_terminal(where)}: {_length(summary.audio_seconds)} of audio{extra}, "
+              f"{_plural(summary.chunks, 'chunk')} ({summary.from_cache} from cache), "
+              f"{_length(summary.elapsed)} ({speed:.1f}x real time)")
     if summary.audio_seconds == 0 and not quiet:
         _note(f"warning: {for_terminal(name)} has nothing flite can say (only punctuation or symbols): "
               f"the audio is empty")

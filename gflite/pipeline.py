@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from gflite import synth, voices
 from gflite.errors import OutputError, ReaderGone
+from gflite.pauses import Cut, Pauses
 from gflite.gwasm.subtask import Limits, SubtaskResult
 from gflite.text import Text, decode, from_string, read_text
 
 if TYPE_CHECKING:
     from gflite import stitching
+    from gflite.audiobook import Tags
+    from gflite.replacements import Replacements
     from gflite.chunking import Chunk
     from gflite.gwasm.cache import ResultCache
     from gflite.gwasm.execution import TaskReport
@@ -51,6 +54,17 @@ class Source:
 
 
 @dataclass(frozen=True)
+class BookText:
+    """A book read and composed (``gflite.books``): the text flite reads, where
+    each chapter starts, and the tags its audiobook carries."""
+
+    text: Text
+    chapters: tuple[tuple[int, str], ...]  # (offset in text.text, title), in order
+    tags: Tags
+    replaced_words: int = 0  # --replace rules applied while composing
+
+
+@dataclass(frozen=True)
 class Job:
     """Everything one ``gflite`` run does, decided before any work starts."""
 
@@ -69,6 +83,11 @@ class Job:
     target_chars: int | None = None  # chunk size; None: chunking's default for the voice
     audit: float = 0.0  # fraction of a cluster's accepted chunks run again on this machine
     use_cache: bool = True  # replay and store finished chunks in the result cache
+    book: BookText | None = None  # a structured book: read instead of source, chapters marked
+    pauses: Pauses = Pauses()  # silence at sentence, paragraph and chapter starts
+    replacements: Replacements | None = None  # --replace (a book's are applied while composing it)
+    split: bool = False  # --split chapters: output is a folder, one file per chapter
+    split_format: str = "m4a"
 
 
 @dataclass(frozen=True)
@@ -105,18 +124,51 @@ class Summary:
     output: str
     report: TaskReport | None = None  # providers' bill, verification verdicts
     unknown_length: bool = False  # a WAV past 4 GiB: its header says "length unknown"
+    replaced_words: int = 0  # --replace
+    chapters: int = 0  # chapter marks written
+    pauses: int = 0  # silences inserted
+    files: tuple[str, ...] = ()  # --split chapters: the files written
 
 
-def plan_chunks(text: str, job: Job) -> tuple[Chunk, ...]:
-    """Where the text is cut, from the text and the job's chunking options alone."""
+def plan_chunks(text: str, job: Job, cuts: tuple[Cut, ...] = ()) -> tuple[Chunk, ...]:
+    """Where the text is cut, from the text, the job's chunking options and the
+    forced cuts (chapters, pauses) alone."""
     from gflite import chunking
 
     if job.options.ssml or job.source.kind == "text":
-        # flite speaks -t TEXT as one utterance, and SSML tags may span any
-        # break: both must reach flite whole to sound as flite makes them.
+        # flite speaks -t TEXT as one utterance: it must reach flite whole.
+        # (SSML from a file is cut by plan_ssml, never here.)
         return chunking.split(text, subtasks=1)
     target = job.target_chars or min(voices.chunk_chars(job.options.voice.cost_name), voices.MEMORY_CHUNK_CHARS)
-    return chunking.split(text, subtasks=job.subtasks, target_chars=target)
+    return chunking.split(text, subtasks=job.subtasks, target_chars=target, forced=tuple(c.offset for c in cuts))
+
+
+def plan_ssml(text: Text, job: Job) -> tuple[Text, tuple[Cut, ...]]:
+    """SSML as whole documents, one after another, each a chunk: cut at every
+    ``<break>`` (its silence goes before the next) and at top-level sentence
+    ends, with named prosody made numeric (see ``gflite.ssml``)."""
+    from gflite import ssml
+
+    target = job.target_chars or min(voices.chunk_chars(job.options.voice.cost_name), voices.MEMORY_CHUNK_CHARS)
+    parts = ssml.pieces(text.text, target)
+    cuts, pos = [], 0
+    for piece in parts:
+        if pos or piece.silence:
+            cuts.append(Cut(pos, piece.silence))
+        pos += len(piece.text)
+    return replace(text, text="".join(p.text for p in parts)), tuple(cuts)
+
+
+def plan_cuts(text: str, job: Job) -> tuple[Cut, ...]:
+    """The chunk starts the job forces: a book's chapters, and wherever a pause goes."""
+    from gflite import pauses
+
+    if job.options.ssml or job.source.kind == "text":
+        return ()
+    chapters = job.book.chapters if job.book is not None else ()
+    if not chapters and not job.pauses.any:
+        return ()  # plain text: flite's cuts, untouched
+    return pauses.cuts(text, job.pauses, chapters)
 
 
 def render(
@@ -140,7 +192,7 @@ def render(
     discarded; finished chunks stay in the result cache, so a rerun resumes.
     """
     started = time.monotonic()
-    writer = _open(job.output, stdout, job.options.voice.rate)
+    writer = _open(job, stdout)
     try:
         summary = _render(job, writer, stdin, on_plan, on_progress, cache, started, on_printout)
         if writer is not None:
@@ -151,7 +203,10 @@ def render(
         raise
     if writer is None:
         return summary
-    return replace(summary, audio_seconds=writer.seconds, unknown_length=writer.unknown_length)
+    from gflite.bookwriter import ChapterSplitWriter
+
+    files = tuple(str(p) for p in writer.paths) if isinstance(writer, ChapterSplitWriter) else ()
+    return replace(summary, audio_seconds=writer.seconds, unknown_length=writer.unknown_length, files=files)
 
 
 def _render(
@@ -168,8 +223,34 @@ def _render(
     from gflite.gwasm import execution
     from gflite.gwasm.market import Market
 
-    text = job.source.read(stdin)
-    chunks = plan_chunks(text.text, job)
+    replaced = 0
+    if job.book is not None:
+        text, replaced = job.book.text, job.book.replaced_words
+    else:
+        text = job.source.read(stdin)
+        if job.replacements is not None:
+            rules = job.replacements.normalised()
+            if job.options.ssml:
+                from gflite.ssml import map_text
+
+                said, replaced = map_text(text.text, rules.apply)  # words, never tags
+            else:
+                said, replaced = rules.apply(text.text)
+            text = replace(text, text=said)
+    if job.options.ssml and job.source.kind == "text":
+        from gflite.ssml import translate_prosody
+
+        text = replace(text, text=translate_prosody(text.text))  # -t: one utterance, as flite
+    if job.options.ssml and job.source.kind != "text":
+        text, cuts = plan_ssml(text, job)
+        from gflite import chunking
+
+        chunks = chunking.at(text.text, [c.offset for c in cuts])
+    else:
+        cuts = plan_cuts(text.text, job)
+        chunks = plan_chunks(text.text, job, cuts)
+    by_offset = {cut.offset: cut for cut in cuts}
+    at_chunk = {c.index: by_offset[c.start] for c in chunks if c.start in by_offset}
     tasks = synth.subtasks(chunks, job.options, literal=job.source.kind == "text")
     sizes = {c.index: len(c.text) for c in chunks}
     program = flite_program()
@@ -211,8 +292,17 @@ def _render(
         use_cache=job.use_cache)
     results = execution.run_task(program, tasks, terms, workers=workers, cluster=job.cluster,
                                  cache=cache, on_result=finished, report=report, on_start=started_on)
+    marks = silences = 0
     try:
         for result in results:
+            cut = at_chunk.get(result.index)
+            if writer is not None and cut is not None:
+                if cut.silence > 0:
+                    writer.add_silence(cut.silence)
+                    silences += 1
+                if cut.chapter is not None:
+                    writer.begin_chapter(cut.chapter)
+                    marks += 1
             if writer is not None:
                 writer.add(dict(result.outputs)[synth.OUT_NAME])
                 _flush(writer)
@@ -232,6 +322,9 @@ def _render(
         elapsed=time.monotonic() - started,
         output=job.output,
         report=report,
+        replaced_words=replaced,
+        chapters=marks,
+        pauses=silences,
     )
 
 
@@ -319,11 +412,28 @@ def _flush(writer: stitching.AudioWriter) -> None:
         raise OutputError(f"cannot write to {getattr(writer, 'name', 'stdout')}: {e.strerror or e}") from None
 
 
-def _open(output: str, stdout: BinaryIO | None, rate: int) -> stitching.AudioWriter | None:
+def _open(job: Job, stdout: BinaryIO | None) -> stitching.AudioWriter | None:
+    output, rate = job.output, job.options.voice.rate
     if output == DISCARD:
         return None
-    from gflite import stitching
+    from pathlib import Path
 
+    from gflite import audiobook, stitching
+
+    tags = job.book.tags if job.book is not None else audiobook.Tags(
+        title=Path(job.source.value).stem if job.source.kind == "file" else "")
+    if job.split:
+        from gflite.bookwriter import ChapterSplitWriter
+
+        return ChapterSplitWriter(Path(output), job.split_format, rate, tags)
+    kind = audiobook.audiobook_format(output) if output != STDOUT else None
+    if kind is not None:
+        from gflite.bookwriter import AudiobookWriter
+
+        if os.path.isdir(output):
+            example = os.path.join(output, f"book.{kind}")
+            raise OutputError(f"output {output} is a directory; give a file name such as {example}")
+        return AudiobookWriter(Path(output), kind, rate, tags)
     if output != STDOUT and os.path.isdir(output):
         raise OutputError(f"output {output} is a directory; give a file name such as {os.path.join(output, 'out.wav')}")
 

@@ -14,6 +14,11 @@ Usage::
             show(out.seconds)
     # leaving the block without an exception publishes book.wav
 
+Between pieces, ``out.add_silence(seconds)`` writes exact zero samples (a
+pause), and ``out.begin_chapter(title)`` says the next sample starts a chapter
+(recorded by the audiobook writers in :mod:`gflite.bookwriter`, which subclass
+these through the ``_codec`` and ``_publish`` hooks; ignored by the others).
+
 Targets: ``*.mp3``, ``*.ogg``, ``*.flac`` (raw PCM piped into ffmpeg, found
 through pydub); any other name is WAV, as flite writes (PCM; past the format's
 4 GiB its sizes say "unknown", see :class:`WavFileWriter`); ``-`` is WAV
@@ -247,6 +252,28 @@ class AudioWriter:
         self.samples += frames
         return frames / fmt.sample_rate
 
+    def add_silence(self, seconds: float) -> int:
+        """Append ``seconds`` of digital silence (zero samples, rounded to whole
+        frames); returns the frames added. Before any audio, the voice's rate is used."""
+        if self._done:
+            raise OutputError("output is already closed")
+        if self.format is None:
+            self.format = self._default
+            self._start(self.format)
+        frames = round(seconds * self.format.sample_rate)
+        step = self.format.sample_rate * self.format.block_align  # a second at a time
+        left = frames * self.format.block_align
+        while left > 0:
+            n = min(left, step)
+            self._write(memoryview(bytes(n)))
+            left -= n
+        self.samples += frames
+        return frames
+
+    def begin_chapter(self, title: str) -> None:
+        """The next sample starts a chapter. Formats with chapter marks record it
+        (:class:`gflite.bookwriter.AudiobookWriter`); WAV and the others have none."""
+
     def close(self) -> None:
         """Finish the file and publish it under its real name."""
         if self._done:
@@ -391,6 +418,9 @@ class WavFileWriter(AudioWriter):
             f.write(wav_header(self.format, _UNKNOWN if self.unknown_length else self.data_bytes))
         except OSError as e:
             raise OutputError(f"cannot write {self.target}: {e.strerror or e}") from None
+        self._publish()
+
+    def _publish(self) -> None:
         self._out.publish()
 
     def _discard(self) -> None:
@@ -480,12 +510,16 @@ class EncodedWriter(AudioWriter):
         cmd = [
             self.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-f", "s16le", "-ar", str(fmt.sample_rate), "-ac", str(fmt.channels), "-i", "pipe:0",
-            *ENCODERS[self.kind], str(self._out.tmp),
+            *self._codec(fmt), str(self._out.tmp),
         ]  # fmt: skip
         try:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
         except OSError as e:
             raise OutputError(f"cannot run {self.ffmpeg}: {e.strerror or e}") from None
+
+    def _codec(self, fmt: WavFormat) -> tuple[str, ...]:
+        """ffmpeg's codec and muxer arguments for this output."""
+        return ENCODERS[self.kind]
 
     def _write(self, pcm: memoryview) -> None:
         assert self._proc is not None and self._proc.stdin is not None
@@ -504,6 +538,9 @@ class EncodedWriter(AudioWriter):
         if self._proc.wait() != 0:
             raise OutputError(f"ffmpeg could not encode {self.target}: {self._error()}")
         self._log.close()
+        self._publish()
+
+    def _publish(self) -> None:
         self._out.publish()
 
     def _error(self) -> str:

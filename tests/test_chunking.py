@@ -290,3 +290,27 @@ def test_oracle_catches_a_wrong_cut(tmp_path, text: str, bad_cut: str) -> None:
     at = text.index(bad_cut)
     assert at not in utterance_starts(text)
     assert pieces_pcm(cut(text, [at]), "kal16", tmp_path) != whole
+
+
+# --- forced cuts (a book's chapters, pauses) ------------------------------------
+
+
+def test_forced_cuts_start_chunks_and_split_each_stretch_as_its_own_text() -> None:
+    text = (ROOT / "sample_texts" / "long.txt").read_text("ascii")
+    starts = utterance_starts(text)
+    forced = (starts[len(starts) // 3], starts[2 * len(starts) // 3])
+    chunks = split(text, target_chars=1000, forced=forced)
+    assert "".join(c.text for c in chunks) == text
+    assert {c.start for c in chunks} >= set(forced)
+    bounds = [0, *forced, len(text)]
+    for a, b in zip(bounds, bounds[1:]):
+        alone = split(text[a:b], target_chars=1000)
+        assert [(c.start - a, c.text) for c in chunks if a <= c.start < b] == [(c.start, c.text) for c in alone]
+    # No forced cut (plain text): exactly the cuts as before.
+    assert split(text, target_chars=1000, forced=()) == split(text, target_chars=1000)
+    assert split(text, target_chars=1000, forced=(0, len(text))) == split(text, target_chars=1000)
+
+
+def test_chunks_cut_exactly_where_told() -> None:
+    assert [c.text for c in chunking.at("ab cd ef", [3, 6])] == ["ab ", "cd ", "ef"]
+    assert [c.text for c in chunking.at("ab", [0, 2])] == ["ab"]

@@ -107,10 +107,18 @@ def test_feature_flags_match_flite(capsys, tmp_path: Path) -> None:
 
 def test_ssml_matches_flite(capsys, tmp_path: Path) -> None:
     doc = tmp_path / "doc.ssml"
-    doc.write_text('<speak>Good morning. <break time="500ms"/> <prosody rate="0.7">Slowly now.</prosody>\n\n'
-                   "Second part.</speak>\n")
+    rest = '<prosody rate="0.7">Slowly now.</prosody>\n\nSecond part.</speak>\n'
+    doc.write_text("<speak>Good morning. " + rest)
     ok(capsys, "-ssml", "-voice", "kal16", "-f", str(doc), "-o", str(tmp_path / "a.wav"))
     assert pcm(tmp_path / "a.wav") == native(tmp_path, "-ssml", "-voice", "kal16", "-f", str(doc))
+    # A <break> is honoured (flite ignores its time): flite's audio of each side, 0.5 s of zeros between.
+    doc.write_text('<speak>Good morning. <break time="500ms"/> ' + rest)
+    ok(capsys, "-ssml", "-voice", "kal16", "-f", str(doc), "-o", str(tmp_path / "b.wav"))
+    (tmp_path / "one.ssml").write_text("<speak>Good morning. </speak>\n")
+    (tmp_path / "two.ssml").write_text("<speak> " + rest)
+    rate, one = native(tmp_path, "-ssml", "-voice", "kal16", "-f", str(tmp_path / "one.ssml"))
+    two = native(tmp_path, "-ssml", "-voice", "kal16", "-f", str(tmp_path / "two.ssml"))[1]
+    assert pcm(tmp_path / "b.wav") == (rate, one + bytes(2 * rate // 2) + two)
 
 
 def test_voice_file_equals_builtin_voice(capsys, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ each chunk must equal native flite run on that chunk's text alone.
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 import shutil
 import subprocess
 import wave
@@ -229,19 +230,27 @@ def test_output_is_checked_before_the_input_is_read(tmp_path: Path) -> None:
     assert litter(tmp_path) == []
 
 
-def test_literal_and_ssml_are_one_chunk(tmp_path: Path) -> None:
+def test_literal_is_one_chunk_and_ssml_is_cut_at_its_breaks(tmp_path: Path) -> None:
     options = synth.SynthOptions(synth.Voice("kal16"))
     literal = pipeline.Job(pipeline.Source("text", SHORT), str(tmp_path / "t.wav"), options, subtasks=4)
     assert pipeline.render(literal).chunks == 1
     subprocess.run([FLITE, "-voice", "kal16", "-t", SHORT, "-o", str(tmp_path / "n.wav")], check=True)
     assert pcm(tmp_path / "t.wav") == pcm(tmp_path / "n.wav")
 
-    ssml = "<speak>One sentence. <break/> Two sentences.\n\nA third.</speak>\n"
-    book = write(tmp_path, "s.ssml", ssml)
-    job = pipeline.Job(pipeline.Source("file", str(book)), str(tmp_path / "s.wav"),
+    # A short SSML document is one chunk, as flite reads it...
+    ssml = "<speak>One sentence. Two sentences.\n\nA third.</speak>\n"
+    job = pipeline.Job(pipeline.Source("file", str(write(tmp_path, "s.ssml", ssml))), str(tmp_path / "s.wav"),
                        synth.SynthOptions(synth.Voice("kal16"), ssml=True), subtasks=3)
     assert pipeline.render(job).chunks == 1
     assert pcm(tmp_path / "s.wav") == native(ssml, "kal16", tmp_path, "-ssml")
+    # ...and a <break/> cuts it: the medium break's exact silence between the two halves' audio.
+    ssml = "<speak>One sentence. <break/> Two sentences.</speak>\n"
+    job = replace(job, source=pipeline.Source("file", str(write(tmp_path, "b.ssml", ssml))))
+    summary = pipeline.render(job)
+    assert summary.chunks == 2 and summary.pauses == 1
+    rate, first = native("<speak>One sentence. </speak>\n", "kal16", tmp_path, "-ssml")
+    _, second = native("<speak> Two sentences.</speak>\n", "kal16", tmp_path, "-ssml")
+    assert pcm(tmp_path / "s.wav") == (rate, first + bytes(2 * round(0.5 * rate)) + second)
 
 
 def test_discard_output(tmp_path: Path) -> None:
