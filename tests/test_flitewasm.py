@@ -321,3 +321,43 @@ def test_long_token_matches_native(token: str, native_flite: str, tmp_path: Path
     assert native.stdout.split()[0] == b"before" and native.stdout.split()[-1] == b"after"
     assert result.stdout == native.stdout
     assert_same_wav(result.outputs[0][1], (tmp_path / "out.wav").read_bytes())
+
+
+# flite 2.2 read an SSML rate with 1/atof(value): rate="slow" gave an
+# infinite duration stretch and flite never finished (native flite too);
+# "150%" read as 150. wasm_bin/patches/08-ssml-rates.patch understands SSML's
+# named rates and percentages; plain numbers stay as flite reads them (the
+# rate="0.7" of test_ssml_input still matches native flite sample for sample).
+_RUN_WITH_TIMEOUT = """
+import sys
+from gflite import flitewasm
+from gflite.gwasm.sandbox import run_subtask
+from gflite.gwasm.subtask import Limits, Subtask
+ssml = sys.stdin.buffer.read()
+r = run_subtask(flitewasm.program(), Subtask(0, "ssml", ("-voice", "kal16", "-ssml", "-f", "in.ssml",
+    "-o", "out.wav"), (("in.ssml", ssml),), ("out.wav",)), Limits(memory_bytes=256 << 20))
+assert r.ok, r.reason
+sys.stdout.buffer.write(r.outputs[0][1])
+"""
+
+
+def _ssml_rate_wav(rate: str) -> bytes:
+    import sys
+
+    ssml = f'<speak>Before. <prosody rate="{rate}">This part has another rate.</prosody> After.</speak>\n'
+    # In a child with a timeout: before the patch the guest never returned.
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_WITH_TIMEOUT], input=ssml.encode(), capture_output=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_ssml_named_and_percentage_rates_finish() -> None:
+    frames = {}
+    for rate in ["x-slow", "slow", "medium", "fast", "x-fast", "50%", "150%", "+20%", "-20%", "default"]:
+        with wave.open(io.BytesIO(_ssml_rate_wav(rate))) as w:
+            frames[rate] = w.getnframes()
+    assert frames["x-slow"] > frames["slow"] > frames["medium"] > frames["fast"] > frames["x-fast"]
+    assert frames["medium"] == frames["default"]
+    assert frames["50%"] > frames["-20%"] > frames["medium"] > frames["+20%"] > frames["150%"]
