@@ -143,7 +143,7 @@ EOF
 # flite's arithmetic and its order exactly, and fixes that make flite.wasm do
 # what Debian's gcc-built flite does (argument evaluation order, call-stack
 # depth). The audio stays bit-identical to native flite (tests/test_flitewasm.py
-# checks every voice, tests/test_tokens.py a token corpus); see wasm_bin/README.md.
+# checks every voice and a token corpus); see wasm_bin/README.md.
 for p in "$HERE"/patches/*.patch; do
   patch -d "$SRC" -p1 --forward --fuzz=0 --no-backup-if-mismatch -s <"$p" >&2 \
     || die "patch $(basename "$p") does not apply"
