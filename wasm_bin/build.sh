@@ -139,9 +139,11 @@ LANGS += usenglish
 VOXES += $VOXES
 EOF
 
-# Speed patches (wasm_bin/patches/, applied in name order). Each keeps flite's
-# arithmetic and its order exactly, so the audio stays bit-identical to native
-# flite (tests/test_flitewasm.py checks every voice); see wasm_bin/README.md.
+# Patches (wasm_bin/patches/, applied in name order): speed patches that keep
+# flite's arithmetic and its order exactly, and fixes that make flite.wasm do
+# what Debian's gcc-built flite does (argument evaluation order, call-stack
+# depth). The audio stays bit-identical to native flite (tests/test_flitewasm.py
+# checks every voice and a token corpus); see wasm_bin/README.md.
 for p in "$HERE"/patches/*.patch; do
   patch -d "$SRC" -p1 --forward --fuzz=0 --no-backup-if-mismatch -s <"$p" >&2 \
     || die "patch $(basename "$p") does not apply"
@@ -164,7 +166,7 @@ cp -r /usr/include/wasm32-wasi "$SYSROOT/include/wasm32-wasi"
 cp -r /usr/lib/wasm32-wasi "$SYSROOT/lib/wasm32-wasi"
 mkdir -p "$WORK/shim"
 cp "$HERE/include/setjmp.h" "$WORK/shim/"
-cp "$HERE/glibc_rand.c" "$HERE/wave_append.c" "$WORK/"
+cp "$HERE/glibc_rand.c" "$HERE/wave_append.c" "$HERE/timings.c" "$WORK/"
 
 CC="clang-14 --target=wasm32-wasi --sysroot=$SYSROOT"
 # -DCST_NO_SOCKETS: configure's --disable-sockets never reaches the Makefiles.
@@ -190,8 +192,11 @@ log "configuring"
 # wave_append.c keeps flite's output WAV open between utterances (see its
 # comment). It needs flite's headers and calls flite itself, so it joins the
 # link only now: configure's own test programs could not link with it.
+# timings.c writes word timings beside the audio when asked (--sets
+# timings_file=NAME); flite_process_output calls it (patches/07-timings-hook.patch).
 $CC $CFLAGS -I"$SRC/include" -Wall -Wextra -c "$WORK/wave_append.c" -o "$WORK/wave_append.o"
-WRAP="$WORK/wave_append.o -Wl,--wrap=cst_wave_append_riff -Wl,--wrap=cst_wave_save_riff"
+$CC $CFLAGS -I"$SRC/include" -Wall -Wextra -c "$WORK/timings.c" -o "$WORK/timings.o"
+WRAP="$WORK/wave_append.o $WORK/timings.o -Wl,--wrap=cst_wave_append_riff -Wl,--wrap=cst_wave_save_riff"
 sed -i "s|^LDFLAGS *=.*|& $WRAP|" config/config
 grep -q -- "--wrap=cst_wave_append_riff" config/config || die "could not add wave_append.o to the link"
 
