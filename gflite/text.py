@@ -11,9 +11,11 @@ must be a byte-exact substring of what a whole-file run would read.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,15 +86,23 @@ class Text:
 def read_text(path: str | Path) -> Text:
     """Read and normalise a text file; raise InputError if it is not usable text."""
     p = Path(path)
-    try:
+    with reading_input(p, "a text file"):
         data = p.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"input file not found: {p}") from None
-    except IsADirectoryError:
-        raise InputError(f"input is a directory, not a text file: {p}") from None
-    except OSError as e:
-        raise InputError(f"cannot read input {p}: {e.strerror or e}") from None
     return decode(data, name=str(p))
+
+
+@contextlib.contextmanager
+def reading_input(path: Path, kind: str) -> Iterator[None]:
+    """Turn the OS's errors while reading the input ``path`` (a text file, a book)
+    into one-line InputErrors."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise InputError(f"input file not found: {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"input is a directory, not {kind}: {path}") from None
+    except OSError as e:
+        raise InputError(f"cannot read input {path}: {e.strerror or e}") from None
 
 
 def from_string(text: str, *, name: str = "text") -> Text:

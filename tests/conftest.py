@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+import shutil
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,12 @@ def sigint_reaches_children() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+@pytest.fixture(scope="session")
+def native_flite() -> str:
+    """The path of native Debian flite, the oracle every exactness test compares with."""
+    path = shutil.which("flite")
+    if path is None:
+        pytest.fail("native flite (the test oracle) is not installed; run scripts/setup.sh --dev")
+    return path

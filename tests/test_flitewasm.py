@@ -5,11 +5,7 @@ Every comparison is exact: same WAV header, same samples, same stdout.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import shutil
-import subprocess
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +14,7 @@ import wasmtime
 
 from gflite import flitewasm
 from gflite.errors import GfliteError
-from gflite.gwasm.sandbox import run_subtask
-from gflite.gwasm.subtask import Limits, Subtask, SubtaskResult
+from oracle import assert_same_wav, run_native, run_wasm
 
 # Written for these tests: numbers, dates, money, abbreviations, quotes and
 # question/exclamation marks exercise flite's text normalisation.
@@ -44,7 +39,6 @@ The <sub alias="World Wide Web Consortium">W3C</sub> wrote the standard.
 <voice name="slt">Now another voice speaks.</voice> Back again.</speak>
 """
 
-LIMITS = Limits(memory_bytes=256 << 20, subtask_timeout=120.0)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,65 +48,6 @@ def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GFLITE_CACHE_DIR", str(tmp_path_factory.mktemp("gflite-cache")))
         yield
-
-
-@pytest.fixture(scope="module")
-def native_flite() -> str:
-    path = shutil.which("flite")
-    if path is None:
-        pytest.fail("native flite (the test oracle) is not installed; run scripts/setup.sh --dev")
-    return path
-
-
-def run_wasm(
-    args: list[str],
-    inputs: dict[str, bytes] | None = None,
-    outputs: tuple[str, ...] = (),
-    check: bool = True,
-) -> SubtaskResult:
-    subtask = Subtask(
-        index=0,
-        name="flite",
-        args=tuple(args),
-        inputs=tuple((inputs or {}).items()),
-        outputs=outputs,
-    )
-    result = run_subtask(flitewasm.program(), subtask, LIMITS)
-    if check:
-        assert result.ok, f"flite.wasm {args} failed: {result.reason} {result.stderr[-500:]!r}"
-        assert result.exit_code == 0
-    return result
-
-
-def run_native(
-    flite: str,
-    args: list[str],
-    cwd: Path,
-    inputs: dict[str, bytes] | None = None,
-    check: bool = True,
-) -> subprocess.CompletedProcess[bytes]:
-    for rel, data in (inputs or {}).items():
-        (cwd / rel).write_bytes(data)
-    proc = subprocess.run([flite, *args], cwd=cwd, capture_output=True, timeout=600)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
-
-
-def assert_same_wav(got: bytes, want: bytes) -> None:
-    """Header and PCM data identical; on failure say where they part."""
-    with wave.open(io.BytesIO(want)) as w:
-        want_params, want_pcm = w.getparams(), w.readframes(w.getnframes())
-    with wave.open(io.BytesIO(got)) as g:
-        got_params, got_pcm = g.getparams(), g.readframes(g.getnframes())
-    assert want_params.nframes > 1000, "the oracle produced (almost) no audio"
-    assert got_params == want_params
-    if got_pcm != want_pcm:
-        first = next(i for i, (a, b) in enumerate(zip(got_pcm, want_pcm)) if a != b)
-        pytest.fail(f"PCM differs from native flite from byte {first} of {len(want_pcm)}")
-    header_len = len(want) - len(want_pcm)
-    assert got[:header_len] == want[:header_len], "WAV headers differ"
-    assert got == want
 
 
 def wasm_and_native_wav(

@@ -3,7 +3,6 @@ exact silence, long SSML cut into pieces. Native flite is the oracle."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 from gflite import ssml

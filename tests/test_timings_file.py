@@ -10,7 +10,7 @@ import pytest
 
 from gflite import timings_file
 from gflite.timings_file import TimingsError, TokenTime, UtteranceTimes
-from test_flitewasm import native_flite, run_native, run_wasm  # noqa: F401  (fixture)
+from oracle import run_native, run_wasm
 
 GOOD = b"gflite-timings 1\nU 100 16000\nW 0 0.220000 0.624467 Hello\nW 6 0.624467 0.965987 th\xe9re\nU 5 8000\n"
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from gflite.books.model import Book, Chapter, Cover, Metadata, ReadOptions
-from gflite.errors import BookError, BookProblem, InputError
+from gflite.errors import BookError, BookProblem
+from gflite.text import reading_input
 
 __all__ = ["Book", "Chapter", "Cover", "Metadata", "ReadOptions", "BOOK_SUFFIXES", "is_book", "read_book"]
 
@@ -42,15 +43,8 @@ def read_book(path: str | Path, options: ReadOptions = ReadOptions()) -> Book:
 
 
 def _read_capped(p: Path, cap: int) -> bytes:
-    try:
-        with p.open("rb") as f:
-            data = f.read(cap + 1)
-    except FileNotFoundError:
-        raise InputError(f"input file not found: {p}") from None
-    except IsADirectoryError:
-        raise InputError(f"input is a directory, not a book: {p}") from None
-    except OSError as e:
-        raise InputError(f"cannot read input {p}: {e.strerror or e}") from None
+    with reading_input(p, "a book"), p.open("rb") as f:
+        data = f.read(cap + 1)
     if len(data) > cap:
         raise BookError(f"{p.name} is over {cap >> 20} MiB: too large for a book", BookProblem.TOO_LARGE)
     return data

@@ -13,7 +13,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from gflite.errors import BookError, BookProblem, InputError
+from gflite.errors import BookError, BookProblem
+from gflite.text import reading_input
 
 # A long novel's EPUB is a few MB unpacked; the biggest reference works reach
 # tens. These caps leave ample room and stop a bomb long before memory does.
@@ -67,13 +68,8 @@ class SafeZip:
         self.name = path.name
         self.total = 0
         try:
-            self._zip = zipfile.ZipFile(path)
-        except FileNotFoundError:
-            raise InputError(f"input file not found: {path}") from None
-        except IsADirectoryError:
-            raise InputError(f"input is a directory, not a book: {path}") from None
-        except OSError as e:
-            raise InputError(f"cannot read input {path}: {e.strerror or e}") from None
+            with reading_input(path, "a book"):
+                self._zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, struct.error):
             raise BookError(f"{self.name} is not an EPUB (not a readable zip archive)", BookProblem.NOT_A_BOOK) from None
         infos = self._zip.infolist()
