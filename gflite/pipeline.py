@@ -10,13 +10,14 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, BinaryIO
 
 from gflite import synth, voices
 from gflite.errors import OutputError, ReaderGone
-from gflite.gwasm.subtask import Limits, SubtaskResult
+from gflite.gwasm.spool import DamagedError, OutputFile
+from gflite.gwasm.subtask import Limits, Program, Subtask, SubtaskResult
 from gflite.text import Text, decode, from_string, read_text
 
 if TYPE_CHECKING:
@@ -210,12 +211,12 @@ def _render(
         market=market, first_estimate=_cpu_estimate(chunks, job), audit=job.audit,
         use_cache=job.use_cache)
     results = execution.run_task(program, tasks, terms, workers=workers, cluster=job.cluster,
-                                 cache=cache, on_result=finished, report=report, on_start=started_on)
+                                 cache=cache, on_result=finished, report=report, on_start=started_on,
+                                 files=True)
     try:
         for result in results:
             if writer is not None:
-                writer.add(dict(result.outputs)[synth.OUT_NAME])
-                _flush(writer)
+                _write_piece(writer, result, program, tasks, cache)
             if job.options.prints and on_printout is not None:
                 if len(result.stdout) >= limits.stdio_bytes:
                     raise OutputError(f"flite printed more than {limits.stdio_bytes} bytes for {result.name}")
@@ -297,13 +298,41 @@ def local_workers(job: Job, chunks: int) -> tuple[int | None, int | None]:
 
 
 def _audio_seconds(result: SubtaskResult) -> float:
-    from gflite.stitching import parse_wav
+    from gflite.stitching import parse_wav, parse_wav_file
 
     try:
-        fmt, pcm = parse_wav(dict(result.outputs)[synth.OUT_NAME])
-    except (KeyError, OutputError):
+        piece = dict(result.outputs)[synth.OUT_NAME]
+        if isinstance(piece, OutputFile):
+            fd = os.open(piece.path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                fmt, _, size = parse_wav_file(fd, piece.offset, piece.size)
+            finally:
+                os.close(fd)
+            return size / fmt.block_align / fmt.sample_rate
+        fmt, pcm = parse_wav(piece)
+    except (KeyError, OutputError, OSError):
         return 0.0  # reported when the piece is written
     return len(pcm) / fmt.block_align / fmt.sample_rate
+
+
+def _write_piece(writer: stitching.AudioWriter, result: SubtaskResult, program: Program,
+                 tasks: Sequence[Subtask], cache: ResultCache | None) -> None:
+    """Append one chunk's audio: a file (this machine's spool, the cache) is
+    copied without being read into memory; bytes (a remote answer) as they are."""
+    piece = dict(result.outputs)[synth.OUT_NAME]
+    if not isinstance(piece, OutputFile):
+        writer.add(piece)
+    else:
+        try:
+            writer.add_file(piece)
+        except DamagedError:
+            # A cache entry that changed on disk since its header was read.
+            from gflite.gwasm.cache import ResultCache
+
+            (cache or ResultCache()).drop(program, tasks[result.index])
+            raise OutputError(f"the cached audio of {result.name} was damaged; it was removed, "
+                              "run again to make it anew") from None
+    _flush(writer)
 
 
 def _flush(writer: stitching.AudioWriter) -> None:

@@ -27,6 +27,7 @@ from gflite.gwasm.cache import ResultCache
 from gflite.gwasm.executors.base import Executor, Provider
 from gflite.gwasm.market import Ledger, Reservation
 from gflite.gwasm.outcomes import Accepted, Provenance, Trust
+from gflite.gwasm.spool import release
 from gflite.gwasm.subtask import Failure, Program, Subtask, SubtaskResult
 from gflite.gwasm.terms import RunTerms, TaskReport
 
@@ -68,14 +69,20 @@ class Dispatcher:
     new ones; ``auditor`` runs audits (an executor on this machine);
     ``on_result(result, from_cache)`` sees every subtask's final outcome in
     completion order; ``report`` receives the bill and the verdicts;
-    ``make_state`` replaces the per-subtask bookkeeping.
+    ``make_state`` replaces the per-subtask bookkeeping; ``files``: results
+    are files (the executor's spool, the cache's entries; see
+    :mod:`gflite.gwasm.spool`), never read whole here.
     """
 
     def __init__(self, executor: Executor, program: Program, subtasks: Iterable[Subtask],
                  terms: RunTerms, *, cache: ResultCache | None = None,
                  auditor: Executor | None = None, on_result: OnResult | None = None,
-                 report: TaskReport | None = None, make_state: MakeState | None = None) -> None:
+                 report: TaskReport | None = None, make_state: MakeState | None = None,
+                 files: bool = False) -> None:
         self.executor = executor
+        # files: cached results are replayed as OutputFiles (checked as they
+        # are copied out), and spool files are removed once handed over.
+        self.files = files
         self.program = program
         self.terms = terms
         self.cache = cache if terms.use_cache else None
@@ -192,8 +199,9 @@ class Dispatcher:
         if self.cache is None:
             return
         trust = Trust.for_run(redundancy=self.terms.redundancy, local=self.local)
+        look = self.cache.lookup if self.files else self.cache.get
         for st in self.states:
-            hit = self.cache.get(self.program, st.subtask, trust)
+            hit = look(self.program, st.subtask, trust)
             if hit is not None:
                 st.final = hit
                 self.cached.add(st.subtask.index)
@@ -210,6 +218,7 @@ class Dispatcher:
                 return
             yield st.final
             # Kept only for the error report: drop the data once handed over.
+            release(st.final.outputs)
             st.final = without_data(st.final)
             self.next_out += 1
 
