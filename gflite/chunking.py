@@ -283,7 +283,11 @@ def _utterance_breaks(text: str) -> list[tuple[int, int]]:
     empty token are left out: a chunk starting there would make flite
     synthesise an extra, empty utterance.
     """
-    out: list[tuple[int, int]] = []
+    return list(iter_utterance_breaks(text))
+
+
+def iter_utterance_breaks(text: str) -> Iterator[tuple[int, int]]:
+    """:func:`_utterance_breaks` as they are found (see :mod:`gflite.chunkstream`)."""
     tokens = _tokens(text)
     end = _Token(len(text), len(text), "", "", "", True)
     eof = not text
@@ -297,10 +301,9 @@ def _utterance_breaks(text: str) -> list[tuple[int, int]]:
                 break
             count, tail = 0, None
             if tok.name and tok.start > 0:
-                out.append((tok.ws_start, tok.start))
+                yield tok.ws_start, tok.start
         count += 1
         tail = tok
-    return out
 
 
 # --- sentences (nltk Punkt) -----------------------------------------------------

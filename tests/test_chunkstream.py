@@ -1,0 +1,54 @@
+"""chunkstream makes split()'s chunks one at a time: the same cuts, sooner."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gflite import chunking, chunkstream, voices
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = sorted((ROOT / "sample_texts").glob("*.txt"))
+CORPUS = Path("/work/shared/corpus/news_from_nowhere.txt")
+
+
+def texts() -> list[tuple[str, str]]:
+    out = [(p.name, p.read_text("utf-8", "replace")) for p in SAMPLES]
+    long = (ROOT / "sample_texts" / "long.txt").read_text("ascii")
+    out += [
+        ("no punctuation", " ".join(long.replace(".", " ").split()) * 3),  # flite's 500-token breaks only
+        ("one line", long.replace("\n", " ")),
+        ("paragraphs", long.replace(". ", ".\n\n")),
+        ("tiny", "Hello. World."),
+        ("empty", ""),
+    ]
+    if CORPUS.exists():
+        book = CORPUS.read_text("utf-8")
+        out += [("book", book), ("book tail", book[200_000:])]
+    return out
+
+
+@pytest.mark.parametrize("target", [300, 2000, voices.MEMORY_CHUNK_CHARS, voices.chunk_chars("slt")])
+@pytest.mark.parametrize("name,text", texts(), ids=[n for n, _ in texts()])
+def test_the_same_chunks_as_split(name: str, text: str, target: int) -> None:
+    assert tuple(chunkstream.chunks(text, target)) == chunking.split(text, target_chars=target)
+
+
+def test_the_first_chunk_comes_before_the_book_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first chunk is given while flite's breaks (and Punkt's sentences)
+    have been found only a little way past its end, not through the book."""
+    long = (ROOT / "sample_texts" / "long.txt").read_text("ascii")
+    book = (long + "\n\n") * 40
+    read: list[int] = []
+    real = chunking.iter_utterance_breaks
+
+    def watched(text: str):  # type: ignore[no-untyped-def]
+        for brk in real(text):
+            read.append(brk[1])
+            yield brk
+
+    monkeypatch.setattr(chunking, "iter_utterance_breaks", watched)
+    stream = chunkstream.chunks(book, 4000)
+    first = next(stream)
+    assert first == chunking.split(book, target_chars=4000)[0]
+    assert max(read) < 4 * len(first.text) < len(book) / 10, (max(read), len(first.text))
