@@ -10,13 +10,13 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, BinaryIO
 
 from gflite import synth, voices
 from gflite.errors import OutputError, ReaderGone
-from gflite.gwasm.spool import DamagedError, OutputFile
+from gflite.gwasm.spool import DamagedError, OutputFile, StaleError
 from gflite.gwasm.subtask import Limits, Program, Subtask, SubtaskResult
 from gflite.text import Text, decode, from_string, read_text
 
@@ -116,8 +116,7 @@ def plan_chunks(text: str, job: Job) -> tuple[Chunk, ...]:
         # flite speaks -t TEXT as one utterance, and SSML tags may span any
         # break: both must reach flite whole to sound as flite makes them.
         return chunking.split(text, subtasks=1)
-    target = job.target_chars or min(voices.chunk_chars(job.options.voice.cost_name), voices.MEMORY_CHUNK_CHARS)
-    return chunking.split(text, subtasks=job.subtasks, target_chars=target)
+    return chunking.split(text, subtasks=job.subtasks, target_chars=_target(job))
 
 
 def render(
@@ -170,13 +169,24 @@ def _render(
     from gflite.gwasm.market import Market
 
     text = job.source.read(stdin)
-    chunks = plan_chunks(text.text, job)
-    tasks = synth.subtasks(chunks, job.options, literal=job.source.kind == "text")
-    sizes = {c.index: len(c.text) for c in chunks}
+    streamed = stream_chunks(text.text, job)
+    sizes: dict[int, int] = {}
+    by_index: dict[int, Subtask] = {}
+    if streamed is None:
+        chunks = plan_chunks(text.text, job)
+        tasks: Iterable[Subtask] = synth.subtasks(chunks, job.options, literal=job.source.kind == "text")
+        sizes.update((c.index, len(c.text)) for c in chunks)
+        by_index.update((t.index, t) for t in tasks)
+        count, longest = len(chunks), _longest(chunks)
+    else:
+        # Cut as the engine asks for work (see chunkstream): the count is
+        # an estimate, the longest chunk a bound.
+        count, longest = _stream_estimate(len(text.text), job)
+        tasks = _streamed_tasks(streamed, job, count, sizes, by_index)
     program = flite_program()
-    limits = Limits(subtask_timeout=job.subtask_timeout or chunk_timeout(chunks, job),
-                    stdio_bytes=_printout_bytes(chunks, job))
-    workers, asked = local_workers(job, len(tasks))
+    limits = Limits(subtask_timeout=job.subtask_timeout or _timeout_for(longest, job),
+                    stdio_bytes=Limits().stdio_bytes if streamed is not None else _printout_bytes(chunks, job))
+    workers, asked = local_workers(job, count)
     market = Market(bid=job.bid, budget=job.budget)
     report = execution.TaskReport()
 
@@ -202,13 +212,13 @@ def _render(
 
     def started_on(executor: Executor) -> None:
         if on_plan is not None:
-            on_plan(Plan(text=text, chunks=len(chunks), characters=len(text.text),
+            on_plan(Plan(text=text, chunks=count, characters=len(text.text),
                          workers=len(executor.providers()), workers_asked=asked,
                          subtask_timeout=limits.subtask_timeout))
 
     terms = execution.RunTerms(
         limits=limits, retries=job.retries, redundancy=job.redundancy, task_timeout=job.timeout,
-        market=market, first_estimate=_cpu_estimate(chunks, job), audit=job.audit,
+        market=market, first_estimate=_estimate_for(longest, job), audit=job.audit,
         use_cache=job.use_cache)
     results = execution.run_task(program, tasks, terms, workers=workers, cluster=job.cluster,
                                  cache=cache, on_result=finished, report=report, on_start=started_on,
@@ -216,7 +226,7 @@ def _render(
     try:
         for result in results:
             if writer is not None:
-                _write_piece(writer, result, program, tasks, cache)
+                _write_piece(writer, result, program, by_index, cache)
             if job.options.prints and on_printout is not None:
                 if len(result.stdout) >= limits.stdio_bytes:
                     raise OutputError(f"flite printed more than {limits.stdio_bytes} bytes for {result.name}")
@@ -226,7 +236,7 @@ def _render(
     finally:
         results.close()  # type: ignore[attr-defined]
     return Summary(
-        chunks=len(tasks),
+        chunks=len(sizes),
         from_cache=done["cached"],
         characters=len(text.text),
         audio_seconds=done["audio"],
@@ -270,14 +280,62 @@ def _longest(chunks: tuple[Chunk, ...]) -> int:
 def _cpu_estimate(chunks: tuple[Chunk, ...], job: Job) -> float:
     """CPU-seconds the budget holds for a chunk before any has finished: the
     voice's cost model for the longest chunk, with a margin."""
-    return _ESTIMATE_MARGIN * voices.cpu_seconds(job.options.voice.cost_name, max(_longest(chunks), 100))
+    return _estimate_for(_longest(chunks), job)
+
+
+def _estimate_for(longest: int, job: Job) -> float:
+    return _ESTIMATE_MARGIN * voices.cpu_seconds(job.options.voice.cost_name, max(longest, 100))
 
 
 def chunk_timeout(chunks: tuple[Chunk, ...], job: Job) -> float:
     """The default per-chunk timeout: TIMEOUT_MARGIN times the longest chunk's
     expected CPU time, at least MIN_CHUNK_TIMEOUT seconds."""
-    expected = voices.cpu_seconds(job.options.voice.cost_name, _longest(chunks))
+    return _timeout_for(_longest(chunks), job)
+
+
+def _timeout_for(longest: int, job: Job) -> float:
+    expected = voices.cpu_seconds(job.options.voice.cost_name, longest)
     return max(MIN_CHUNK_TIMEOUT, float(math.ceil(TIMEOUT_MARGIN * expected)))
+
+
+# Texts longer than this are cut as the engine asks for chunks (chunkstream):
+# below it, cutting the whole text first costs little (Punkt trains on this
+# much anyway) and the plan's chunk count is exact.
+STREAM_CHARS = 1 << 16
+# A streamed chunk's length is bounded for the timeout and the budget by this
+# many times the chunk size: growing cuts stop within 3/2 of their aim when a
+# sentence or flite break allows, and flite breaks at least every 500 tokens.
+_STREAM_BOUND = 3
+
+
+def stream_chunks(text: str, job: Job) -> Iterator[Chunk] | None:
+    """The text's chunks as they are cut, when the text is long and its cuts are
+    :func:`plan_chunks`' growing cuts (the same ones); else None: plan them first."""
+    if (job.options.ssml or job.source.kind == "text" or job.subtasks is not None
+            or job.options.prints or len(text) <= STREAM_CHARS):
+        return None
+    from gflite import chunkstream
+
+    return chunkstream.chunks(text, _target(job))
+
+
+def _target(job: Job) -> int:
+    return job.target_chars or min(voices.chunk_chars(job.options.voice.cost_name), voices.MEMORY_CHUNK_CHARS)
+
+
+def _stream_estimate(characters: int, job: Job) -> tuple[int, int]:
+    """(about how many chunks, at most how long one is) for a streamed text."""
+    target = _target(job)
+    return max(1, math.ceil(characters / target) + 4), min(characters, _STREAM_BOUND * target)
+
+
+def _streamed_tasks(chunks: Iterator[Chunk], job: Job, count: int, sizes: dict[int, int],
+                    by_index: dict[int, Subtask]) -> Iterator[Subtask]:
+    width = max(5, len(str(count)))
+    for c in chunks:
+        sizes[c.index] = len(c.text)
+        task = by_index[c.index] = synth.subtask(c, job.options, width=width)
+        yield task
 
 
 def local_workers(job: Job, chunks: int) -> tuple[int | None, int | None]:
@@ -316,19 +374,25 @@ def _audio_seconds(result: SubtaskResult) -> float:
 
 
 def _write_piece(writer: stitching.AudioWriter, result: SubtaskResult, program: Program,
-                 tasks: Sequence[Subtask], cache: ResultCache | None) -> None:
+                 tasks: Mapping[int, Subtask], cache: ResultCache | None) -> None:
     """Append one chunk's audio: a file (this machine's spool, the cache) is
     copied without being read into memory; bytes (a remote answer) as they are."""
+    from gflite.gwasm.cache import ResultCache
+
     piece = dict(result.outputs)[synth.OUT_NAME]
     if not isinstance(piece, OutputFile):
         writer.add(piece)
     else:
         try:
-            writer.add_file(piece)
+            try:
+                writer.add_file(piece)
+            except StaleError:  # its entry was rewritten (more trust): read it anew
+                fresh = (cache or ResultCache()).lookup(program, tasks[result.index])
+                if fresh is None:
+                    raise DamagedError("the entry is gone") from None
+                writer.add_file(dict(fresh.outputs)[synth.OUT_NAME])  # type: ignore[arg-type]
         except DamagedError:
             # A cache entry that changed on disk since its header was read.
-            from gflite.gwasm.cache import ResultCache
-
             (cache or ResultCache()).drop(program, tasks[result.index])
             raise OutputError(f"the cached audio of {result.name} was damaged; it was removed, "
                               "run again to make it anew") from None

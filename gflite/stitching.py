@@ -297,6 +297,8 @@ class AudioWriter:
         except OSError as e:
             raise OutputError(f"cannot read {name}: {e.strerror or e}") from None
         try:
+            if item.inode and os.fstat(src).st_ino != item.inode:
+                raise spool.StaleError(f"{item.path} was replaced since it was looked up")
             fmt, start, length = parse_wav_file(src, item.offset, item.size, name=name)
             self.pieces += 1
             if length and self.format is None:

@@ -53,3 +53,36 @@ def test_the_first_chunk_comes_before_the_book_is_read(monkeypatch: pytest.Monke
     reached = max(read)
     assert first == chunking.split(book, target_chars=4000)[0]
     assert reached < 4 * len(first.text) < len(book) / 10, (reached, len(first.text))
+
+
+def test_a_long_book_is_cut_as_it_runs_and_sounds_as_native_flite(tmp_path: Path) -> None:
+    """Past STREAM_CHARS the pipeline cuts while it synthesises: kal16's audio
+    still equals native flite's on the whole file, cold and from the cache."""
+    import shutil
+    import subprocess
+    import wave
+
+    from gflite import pipeline, synth
+    from gflite.gwasm.cache import ResultCache
+
+    long = (ROOT / "sample_texts" / "long.txt").read_text("ascii")
+    text = ((long + "\n\n") * (pipeline.STREAM_CHARS // len(long) + 2))
+    book = tmp_path / "book.txt"
+    book.write_bytes(text.encode("ascii"))
+    job = pipeline.Job(source=pipeline.Source("file", str(book)), output=str(tmp_path / "a.wav"),
+                       options=synth.SynthOptions(synth.resolve_voice("kal16")), workers=2)
+    assert pipeline.stream_chunks(text, job) is not None
+    cache = ResultCache(tmp_path / "cache")
+    summary = pipeline.render(job, cache=cache)
+    assert summary.chunks == len(pipeline.plan_chunks(text, job))
+    again = pipeline.render(pipeline.Job(**{**job.__dict__, "output": str(tmp_path / "b.wav")}), cache=cache)
+    assert again.from_cache == again.chunks == summary.chunks
+    flite = shutil.which("flite") or "/usr/bin/flite"
+    subprocess.run([flite, "-voice", "kal16", "-f", str(book), "-o", str(tmp_path / "n.wav")], check=True)
+
+    def frames(p: Path) -> bytes:
+        with wave.open(str(p)) as w:
+            return w.readframes(w.getnframes())
+
+    assert frames(tmp_path / "a.wav") == frames(tmp_path / "n.wav")
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()

@@ -429,6 +429,11 @@ class ResultCache:
             old = self.lookup(program, subtask)
             if old is not None and old.digest == result.digest:
                 mine = old.provenance
+                if (mine.local or not provenance.local) and set(provenance.operators) <= set(mine.operators):
+                    # Nothing to add: leave the entry as it is (a reader may be copying out of it).
+                    with contextlib.suppress(OSError):
+                        os.utime(path)
+                    return True
                 provenance = Provenance(local=provenance.local or mine.local,
                                         operators=(provenance.operators + mine.operators)[:MAX_OPERATORS],
                                         providers=(provenance.providers + mine.providers)[:MAX_OPERATORS])
@@ -636,7 +641,8 @@ def _decode(data: bytes, subtask: Subtask) -> Accepted | None:
 def _decode_lazy(f: BinaryIO, path: Path, subtask: Subtask, max_bytes: int) -> Accepted | None:
     """Parse an entry's header and its (small, checked) stdio; its outputs stay
     on disk as unverified OutputFiles, checked when they are copied."""
-    size = os.fstat(f.fileno()).st_size
+    st = os.fstat(f.fileno())
+    size = st.st_size
     if size > max_bytes:
         return None
     head, sep, _ = f.read(_MAX_HEADER + 1).partition(b"\n")
@@ -650,7 +656,7 @@ def _decode_lazy(f: BinaryIO, path: Path, subtask: Subtask, max_bytes: int) -> A
     outputs = []
     for rel, n, digest in h.outputs:
         outputs.append((rel, OutputFile(rel=rel, path=str(path), size=n, sha256=digest, offset=pos,
-                                        verified=False, owned=False)))
+                                        verified=False, owned=False, inode=st.st_ino)))
         pos += n
     stdio = []
     for n, digest in h.stdio:

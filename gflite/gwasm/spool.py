@@ -48,6 +48,9 @@ class OutputFile:
     offset: int = 0
     verified: bool = True
     owned: bool = True
+    # A cache entry's inode when it was read: an entry rewritten since (more
+    # trust recorded for it) has other offsets, so its reader looks it up again.
+    inode: int = 0
 
     def __len__(self) -> int:
         """The output's length, as for the bytes it stands for."""
@@ -67,6 +70,10 @@ class OutputFile:
 
 class DamagedError(OSError):
     """Bytes read back did not match their recorded sha256 (a damaged cache entry)."""
+
+
+class StaleError(OSError):
+    """A cache entry was replaced since it was looked up (nothing was copied yet)."""
 
 
 def release(outputs: object) -> None:
