@@ -10,7 +10,13 @@ For each voice, in one run of this script:
   one native flite per part, all at once, then the parts' samples concatenated
   (what a shell script would do; not sample-exact for slt);
 - ``gflite -j1`` and ``gflite -jN`` (N = all cores): the real command, each
-  with an empty result cache (nothing reused) and a warm compiled-module cache.
+  with an empty result cache (nothing reused) and a warm compiled-module cache;
+- ``resumed``: ``gflite -jN`` again on the result cache the previous run left
+  (every chunk cached), and ``--times K`` the same on the book repeated K times
+  (memory must not grow with the book);
+- ``--first-audio``: seconds until the first 64 KiB of WAV come out of ``-o -``.
+
+``--excerpt-voices`` (slt, rms, awb) run on ``--excerpt-chars`` of the book only.
 
 Wall time is measured around each whole process tree; peak RSS is the largest
 sum of the resident memory of the tree (gflite's parent and its workers, or
@@ -287,6 +293,7 @@ def main() -> None:
     ap.add_argument("--times", type=int, default=1,
                     help="also run the jN and resumed runs on the book repeated this many times "
                          "(memory must stay flat)")
+    ap.add_argument("--times-voices", default="kal16", help="voices run on the repeated book (default: %(default)s)")
     args = ap.parse_args()
 
     n = cores()
@@ -332,7 +339,7 @@ def main() -> None:
             }
             chosen = {"flite": "flite", "hand-parallel": "hand", "gflite -j1": "j1", f"gflite -j{n}": "jN",
                       f"gflite -j{n} resumed": "resumed"}
-            if args.times > 1 and voice not in slow:
+            if args.times > 1 and voice in args.times_voices.split(","):
                 contenders[f"-j{n} book x{args.times}"] = lambda: gflite(longer, voice, work, n, env)
                 contenders[f"-j{n} x{args.times} resumed"] = lambda: gflite(longer, voice, work, n, env, resume=True)
                 chosen[f"-j{n} book x{args.times}"] = "jN"
