@@ -313,7 +313,9 @@ def sentence_ends(text: str) -> frozenset[int]:
     """Offsets just after each sentence's last non-space character, per Punkt."""
     from nltk.tokenize.punkt import PunktSentenceTokenizer  # lazy: ~1 s to import
 
-    tokenizer = PunktSentenceTokenizer(_params_for(text))
+    from gflite.chunkstream import untimed
+
+    tokenizer = untimed(PunktSentenceTokenizer(_params_for(text)))
     ends = set()
     for _, e in tokenizer.span_tokenize(text):
         m = _WORD.match(text, e)  # Punkt may end inside a run flite reads as one token

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from gflite import chunking
 from gflite.chunking import Chunk
+
+if TYPE_CHECKING:
+    from nltk.tokenize.punkt import PunktSentenceTokenizer
 
 
 def chunks(text: str, target_chars: int = chunking.DEFAULT_TARGET_CHARS) -> Iterator[Chunk]:
@@ -49,10 +53,27 @@ def _sentence_ends(text: str) -> Iterator[int]:
     """:func:`chunking.sentence_ends`, in rising order, as Punkt finds them."""
     from nltk.tokenize.punkt import PunktSentenceTokenizer  # lazy: ~0.3-0.7 s to import
 
-    tokenizer = PunktSentenceTokenizer(chunking._params_for(text))
+    tokenizer = untimed(PunktSentenceTokenizer(chunking._params_for(text)))
     for _, e in tokenizer.span_tokenize(text):
         m = chunking._WORD.match(text, e)  # Punkt may end inside a run flite reads as one token
         yield m.end() if m else e
+
+
+def untimed(tokenizer: PunktSentenceTokenizer) -> PunktSentenceTokenizer:
+    """``tokenizer`` without nltk's wall-clock limit on its sentence-end pattern.
+
+    nltk 3.9.3+ (``nltk.redos``) runs every regular expression under a 5 s
+    wall-clock limit, counted over a whole ``finditer``. Punkt's own pattern is
+    linear, but over a long book, read lazily while the workers take both
+    cores, its wall time passes 5 s (the benchmark book repeated 3 times failed
+    with TimeoutError). Our input is not a pattern: the limit guards nothing here."""
+    try:
+        from nltk import redos
+    except ImportError:  # an nltk without the limit
+        return tokenizer
+    lang = tokenizer._lang_vars
+    lang._re_period_context = redos.compile(lang.period_context_re(), timeout=None)
+    return tokenizer
 
 
 def _candidates(text: str, max_gap: float) -> Iterator[int]:

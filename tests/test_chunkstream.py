@@ -86,3 +86,22 @@ def test_a_long_book_is_cut_as_it_runs_and_sounds_as_native_flite(tmp_path: Path
 
     assert frames(tmp_path / "a.wav") == frames(tmp_path / "n.wav")
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+
+
+def test_a_long_read_is_not_cut_short_by_nltks_regex_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """nltk's 5 s wall-clock limit on a whole finditer failed a long book read
+    lazily on a busy machine; here the limit is made short (once Punkt has
+    trained) instead of the machine busy: the book's sentence ends take longer
+    than it in all, each small match far less."""
+    redos = pytest.importorskip("nltk.redos")
+    real = chunking._params_for
+
+    def trained_then_short(text: str):  # type: ignore[no-untyped-def]
+        params = real(text)
+        monkeypatch.setattr(redos, "DEFAULT_TIMEOUT", 2e-3)
+        return params
+
+    monkeypatch.setattr(chunking, "_params_for", trained_then_short)
+    long = (ROOT / "sample_texts" / "long.txt").read_text("ascii")
+    book = (long + "\n\n") * 40
+    assert len(list(chunkstream.chunks(book, 2000))) > 10
