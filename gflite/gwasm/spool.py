@@ -15,6 +15,16 @@ must be checked again when they are read:
 
 Spool files are removed with their spool (the executor's), or one by one
 with :func:`release` once the output has taken them.
+
+A remote executor (Dask) keeps one ``Spool()`` for its lifetime (closed in
+its ``close()``, honouring ``files``) and turns each answer's output into a
+file as it arrives: ``spool.adopt_bytes(rel, data)`` for an output already
+decoded (drop ``data`` right after), or ``w = spool.writer(rel)``,
+``w.write(block)`` per received block, ``w.finish()`` for one read in pieces
+(``w.abort()`` on a bad answer). The resulting ``OutputFile`` goes into
+``SubtaskResult.outputs`` in place of the bytes; its sha256 is this
+machine's, computed as the bytes were written, so the dispatcher's digest
+check still holds the provider to what it sent.
 """
 from __future__ import annotations
 
