@@ -255,9 +255,14 @@ def first_audio(book: Path, voice: str, env: dict[str, str], workers: int, want:
             break
         got += len(block)
     seconds = time.perf_counter() - started
-    proc.kill()  # our own child; its workers die with it (parent-death signal)
-    proc.wait()
+    # Stop it as a player would: close the pipe, so gflite cleans up after
+    # itself (a SIGKILL would leave its spool and attempt directories behind).
     proc.stdout.close()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # our own child; its workers die with it (parent-death signal)
+        proc.wait()
     return seconds
 
 
