@@ -10,7 +10,13 @@ For each voice, in one run of this script:
   one native flite per part, all at once, then the parts' samples concatenated
   (what a shell script would do; not sample-exact for slt);
 - ``gflite -j1`` and ``gflite -jN`` (N = all cores): the real command, each
-  with an empty result cache (nothing reused) and a warm compiled-module cache.
+  with an empty result cache (nothing reused) and a warm compiled-module cache;
+- ``resumed``: ``gflite -jN`` again on the result cache the previous run left
+  (every chunk cached), and ``--times K`` the same on the book repeated K times
+  (memory must not grow with the book);
+- ``--first-audio``: seconds until the first 64 KiB of WAV come out of ``-o -``.
+
+``--excerpt-voices`` (slt, rms, awb) run on ``--excerpt-chars`` of the book only.
 
 Wall time is measured around each whole process tree; peak RSS is the largest
 sum of the resident memory of the tree (gflite's parent and its workers, or
@@ -128,6 +134,7 @@ class TreePeak:
         self.interval = interval
         self.peak = 0  # summed RSS
         self.peak_pss = 0
+        self.largest = 0  # the largest single process's RSS
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -140,6 +147,7 @@ class TreePeak:
                 pid = todo.pop()
                 r, p = _rss_pss(pid)
                 rss, pss = rss + r, pss + p
+                self.largest = max(self.largest, r)
                 todo.extend(tree.get(pid, []))
             self.peak = max(self.peak, rss)
             self.peak_pss = max(self.peak_pss, pss)
@@ -154,9 +162,9 @@ class TreePeak:
         self._thread.join()
 
 
-def timed(commands: list[list[str]], env: dict[str, str] | None = None) -> tuple[float, tuple[int, int]]:
+def timed(commands: list[list[str]], env: dict[str, str] | None = None) -> tuple[float, tuple[int, int, int]]:
     """Run the commands at once: wall seconds until all are done, and the
-    tree's peak (summed RSS, summed PSS) in bytes."""
+    tree's peak (summed RSS, summed PSS, largest process's RSS) in bytes."""
     with TreePeak() as peak:
         started = time.perf_counter()
         procs = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for c in commands]
@@ -165,7 +173,7 @@ def timed(commands: list[list[str]], env: dict[str, str] | None = None) -> tuple
             if p.returncode != 0:
                 raise SystemExit(f"failed ({p.returncode}): {' '.join(c)}\n{err.decode(errors='replace')}")
         wall = time.perf_counter() - started
-    return wall, (peak.peak, peak.peak_pss)
+    return wall, (peak.peak, peak.peak_pss, peak.largest)
 
 
 def samples(path: Path) -> tuple[int, bytes]:
@@ -192,13 +200,13 @@ def split_at_blank_lines(text: str, parts: int) -> list[str]:
     return [text[a:b] for a, b in zip(edges, edges[1:]) if text[a:b]]
 
 
-def native_single(book: Path, voice: str, work: Path) -> tuple[float, tuple[int, int], Path]:
+def native_single(book: Path, voice: str, work: Path) -> tuple[float, tuple[int, int, int], Path]:
     out = work / f"native-{voice}.wav"
     wall, rss = timed([[FLITE, "-voice", voice, "-f", str(book), "-o", str(out)]])
     return wall, rss, out
 
 
-def hand_parallel(book: Path, voice: str, work: Path, n: int) -> tuple[float, tuple[int, int], Path]:
+def hand_parallel(book: Path, voice: str, work: Path, n: int) -> tuple[float, tuple[int, int, int], Path]:
     text = book.read_text("latin-1")
     parts = split_at_blank_lines(text, n)
     commands = []
@@ -221,12 +229,41 @@ def hand_parallel(book: Path, voice: str, work: Path, n: int) -> tuple[float, tu
 
 
 def gflite(
-    book: Path, voice: str, work: Path, workers: int, env: dict[str, str]
-) -> tuple[float, tuple[int, int], Path]:
-    shutil.rmtree(Path(env["GFLITE_CACHE_DIR"]) / "results", ignore_errors=True)
-    out = work / f"gflite-{voice}-j{workers}.wav"
+    book: Path, voice: str, work: Path, workers: int, env: dict[str, str], resume: bool = False
+) -> tuple[float, tuple[int, int, int], Path]:
+    """gflite on the book: from an empty result cache, or (``resume``) from the
+    one the previous run left (every chunk cached)."""
+    if not resume:
+        shutil.rmtree(Path(env["GFLITE_CACHE_DIR"]) / "results", ignore_errors=True)
+    out = work / f"gflite-{voice}-j{workers}{'-resumed' if resume else ''}.wav"
     wall, rss = timed([[*GFLITE, "-q", "-voice", voice, "-j", str(workers), "-f", str(book), "-o", str(out)]], env)
     return wall, rss, out
+
+
+def first_audio(book: Path, voice: str, env: dict[str, str], workers: int, want: int = 64 << 10) -> float:
+    """Seconds from starting ``gflite -o -`` (empty result cache) until ``want``
+    bytes of WAV have come out of its stdout; the run is then stopped."""
+    shutil.rmtree(Path(env["GFLITE_CACHE_DIR"]) / "results", ignore_errors=True)
+    started = time.perf_counter()
+    proc = subprocess.Popen([*GFLITE, "-q", "-voice", voice, "-j", str(workers), "-f", str(book), "-o", "-"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    got = 0
+    assert proc.stdout is not None
+    while got < want:
+        block = proc.stdout.read1(want - got)
+        if not block:
+            break
+        got += len(block)
+    seconds = time.perf_counter() - started
+    # Stop it as a player would: close the pipe, so gflite cleans up after
+    # itself (a SIGKILL would leave its spool and attempt directories behind).
+    proc.stdout.close()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # our own child; its workers die with it (parent-death signal)
+        proc.wait()
+    return seconds
 
 
 def startup(work: Path, env: dict[str, str], runs: int) -> list[float]:
@@ -250,7 +287,18 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1,
                     help="run every contender R times, interleaved, and keep the fastest (the machine may be shared)")
     ap.add_argument("--runs", default="flite,hand,j1,jN",
-                    help="which of flite, hand, j1, jN to run (default: %(default)s)")
+                    help="which of flite, hand, j1, jN, resumed (jN again from its warm result cache) "
+                         "to run (default: %(default)s)")
+    ap.add_argument("--excerpt-voices", default="slt,rms,awb",
+                    help="voices run on an excerpt only (default: %(default)s)")
+    ap.add_argument("--excerpt-chars", type=int, default=None,
+                    help="the excerpt's length for --excerpt-voices (default: the whole text)")
+    ap.add_argument("--first-audio", default="",
+                    help="voices whose time to the first 64 KiB of WAV on -o - is measured (e.g. kal,kal16)")
+    ap.add_argument("--times", type=int, default=1,
+                    help="also run the jN and resumed runs on the book repeated this many times "
+                         "(memory must stay flat)")
+    ap.add_argument("--times-voices", default="kal16", help="voices run on the repeated book (default: %(default)s)")
     args = ap.parse_args()
 
     n = cores()
@@ -264,47 +312,73 @@ def main() -> None:
             raw = raw[: cut + 2 if cut > args.chars // 2 else args.chars]
         book = work / "book.txt"
         book.write_bytes(raw)
-        env = dict(os.environ, GFLITE_CACHE_DIR=str(work / "cache"))
+        excerpt = work / "excerpt.txt"
+        if args.excerpt_chars is not None and args.excerpt_chars < len(raw):
+            cut = raw.rfind(b"\n\n", 0, args.excerpt_chars)
+            excerpt.write_bytes(raw[: cut + 2 if cut > args.excerpt_chars // 2 else args.excerpt_chars])
+        else:
+            excerpt.write_bytes(raw)
+        slow = set(args.excerpt_voices.split(","))
+        longer = work / "book-times.txt"
+        longer.write_bytes(raw * max(1, args.times))
+        # A cap above the largest run (the book repeated), so a resumed run finds every chunk.
+        env = dict(os.environ, GFLITE_CACHE_DIR=str(work / "cache"), GFLITE_CACHE_MAX="64G")
         # Warm the compiled-module cache (and the page cache) once.
         timed([[*GFLITE, "-q", "-t", "Warm up.", "-o", str(work / "warm.wav")]], env)
 
-        print(f"text: {args.text} ({len(raw)} bytes{', a prefix' if args.chars else ''}); {n} cores; "
+        print(f"text: {args.text} ({len(raw)} bytes{', a prefix' if args.chars else ''}; "
+              f"{', '.join(sorted(slow))}: the first {excerpt.stat().st_size} bytes); {n} cores; "
               f"python {sys.version.split()[0]}")
-        header = (f"{'voice':6} {'run':16} {'wall s':>8} {'x flite':>8} {'x hand':>8} {'peak RSS MB':>12} "
-                  f"{'peak PSS MB':>12}  check")
+        header = (f"{'voice':6} {'run':22} {'wall s':>8} {'x flite':>8} {'x hand':>8} {'tree RSS MB':>12} "
+                  f"{'tree PSS MB':>12} {'largest MB':>11}  check")
         print(header)
         print("-" * len(header))
         for voice in args.voices.split(","):
+            text = excerpt if voice in slow else book
             contenders = {
-                "flite": lambda: native_single(book, voice, work),
-                "hand-parallel": lambda: hand_parallel(book, voice, work, n),
-                "gflite -j1": lambda: gflite(book, voice, work, 1, env),
-                f"gflite -j{n}": lambda: gflite(book, voice, work, n, env),
+                "flite": lambda: native_single(text, voice, work),
+                "hand-parallel": lambda: hand_parallel(text, voice, work, n),
+                "gflite -j1": lambda: gflite(text, voice, work, 1, env),
+                f"gflite -j{n}": lambda: gflite(text, voice, work, n, env),
+                f"gflite -j{n} resumed": lambda: gflite(text, voice, work, n, env, resume=True),
             }
-            chosen = {"flite": "flite", "hand-parallel": "hand", "gflite -j1": "j1", f"gflite -j{n}": "jN"}
-            results: dict[str, tuple[float, tuple[int, int], Path]] = {}
+            chosen = {"flite": "flite", "hand-parallel": "hand", "gflite -j1": "j1", f"gflite -j{n}": "jN",
+                      f"gflite -j{n} resumed": "resumed"}
+            if args.times > 1 and voice in args.times_voices.split(","):
+                contenders[f"-j{n} book x{args.times}"] = lambda: gflite(longer, voice, work, n, env)
+                contenders[f"-j{n} x{args.times} resumed"] = lambda: gflite(longer, voice, work, n, env, resume=True)
+                chosen[f"-j{n} book x{args.times}"] = "jN"
+                chosen[f"-j{n} x{args.times} resumed"] = "resumed"
+            results: dict[str, tuple[float, tuple[int, int, int], Path]] = {}
             for _ in range(max(1, args.repeat)):
                 for name, contender in contenders.items():
                     if chosen[name] not in runs:
                         continue
-                    wall, (rss, pss), out = contender()
+                    wall, (rss, pss, big), out = contender()
                     if name in results:  # fastest wall time, highest memory
-                        old_wall, (old_rss, old_pss), _ = results[name]
-                        wall, rss, pss = min(wall, old_wall), max(rss, old_rss), max(pss, old_pss)
-                    results[name] = (wall, (rss, pss), out)
+                        old_wall, (old_rss, old_pss, old_big), _ = results[name]
+                        wall, rss, pss, big = min(wall, old_wall), max(rss, old_rss), max(pss, old_pss), \
+                            max(big, old_big)
+                    results[name] = (wall, (rss, pss, big), out)
             base = results["flite"][0] if "flite" in results else None
             hand = results["hand-parallel"][0] if "hand-parallel" in results else None
             ref = samples(results["flite"][2]) if "flite" in results else None
-            for name, (wall, (rss, pss), out) in results.items():
+            for name, (wall, (rss, pss, big), out) in results.items():
                 check = ""
-                if name.startswith("gflite") and ref is not None:
+                if "x" + str(args.times) in name:
+                    check = "(book repeated)"
+                elif name.startswith("gflite") and ref is not None:
                     same = samples(out) == ref
                     check = "same samples as flite" if same else (
                         "differs (expected: noise state per utterance)" if voice not in ("kal", "kal16") else "DIFFERS")
-                vs_flite = f"{base / wall:7.2f}x" if base else f"{'-':>8}"
-                vs_hand = f"{hand / wall:7.2f}x" if hand else f"{'-':>8}"
-                print(f"{voice:6} {name:16} {wall:8.2f} {vs_flite} {vs_hand} "
-                      f"{rss / 2**20:12.0f} {pss / 2**20:12.0f}  {check}", flush=True)
+                other = "x" + str(args.times) in name
+                vs_flite = f"{base / wall:7.2f}x" if base and not other else f"{'-':>8}"
+                vs_hand = f"{hand / wall:7.2f}x" if hand and not other else f"{'-':>8}"
+                print(f"{voice:6} {name:22} {wall:8.2f} {vs_flite} {vs_hand} "
+                      f"{rss / 2**20:12.0f} {pss / 2**20:12.0f} {big / 2**20:11.0f}  {check}", flush=True)
+            if voice in args.first_audio.split(","):
+                first = first_audio(text, voice, env, n)
+                print(f"{voice:6} {'first 64 KiB on -o -':22} {first:8.2f}", flush=True)
         if args.startup_runs < 1:
             return
         times = startup(work, env, args.startup_runs)

@@ -324,7 +324,11 @@ def _utterance_breaks(text: str) -> list[tuple[int, int]]:
     empty token are left out: a chunk starting there would make flite
     synthesise an extra, empty utterance.
     """
-    out: list[tuple[int, int]] = []
+    return list(iter_utterance_breaks(text))
+
+
+def iter_utterance_breaks(text: str) -> Iterator[tuple[int, int]]:
+    """:func:`_utterance_breaks` as they are found (see :mod:`gflite.chunkstream`)."""
     tokens = _tokens(text)
     end = _Token(len(text), len(text), "", "", "", True)
     eof = not text
@@ -338,10 +342,9 @@ def _utterance_breaks(text: str) -> list[tuple[int, int]]:
                 break
             count, tail = 0, None
             if tok.name and tok.start > 0:
-                out.append((tok.ws_start, tok.start))
+                yield tok.ws_start, tok.start
         count += 1
         tail = tok
-    return out
 
 
 # --- sentences (nltk Punkt) -----------------------------------------------------
@@ -351,7 +354,9 @@ def sentence_ends(text: str) -> frozenset[int]:
     """Offsets just after each sentence's last non-space character, per Punkt."""
     from nltk.tokenize.punkt import PunktSentenceTokenizer  # lazy: ~1 s to import
 
-    tokenizer = PunktSentenceTokenizer(_params_for(text))
+    from gflite.chunkstream import untimed
+
+    tokenizer = untimed(PunktSentenceTokenizer(_params_for(text)))
     ends = set()
     for _, e in tokenizer.span_tokenize(text):
         m = _WORD.match(text, e)  # Punkt may end inside a run flite reads as one token

@@ -10,14 +10,15 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, BinaryIO
 
 from gflite import synth, voices
 from gflite.errors import OutputError, ReaderGone
+from gflite.gwasm.spool import DamagedError, OutputFile, StaleError
+from gflite.gwasm.subtask import Limits, Program, Subtask, SubtaskResult
 from gflite.pauses import Cut, Pauses
-from gflite.gwasm.subtask import Limits, SubtaskResult
 from gflite.text import Text, decode, from_string, read_text
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class Plan:
     workers: int  # worker slots of the executor
     workers_asked: int | None = None  # -j N when it was more than the cap (see local_workers)
     subtask_timeout: float = 0.0  # seconds per chunk attempt
+    chunks_estimated: bool = False  # a long text is cut while it runs: ``chunks`` is an estimate
 
 
 @dataclass(frozen=True)
@@ -139,8 +141,8 @@ def plan_chunks(text: str, job: Job, cuts: tuple[Cut, ...] = ()) -> tuple[Chunk,
         # flite speaks -t TEXT as one utterance: it must reach flite whole.
         # (SSML from a file is cut by plan_ssml, never here.)
         return chunking.split(text, subtasks=1)
-    target = job.target_chars or min(voices.chunk_chars(job.options.voice.cost_name), voices.MEMORY_CHUNK_CHARS)
-    return chunking.split(text, subtasks=job.subtasks, target_chars=target, forced=tuple(c.offset for c in cuts))
+    return chunking.split(text, subtasks=job.subtasks, target_chars=_target(job),
+                          forced=tuple(c.offset for c in cuts))
 
 
 def plan_ssml(text: Text, job: Job) -> tuple[Text, tuple[Cut, ...]]:
@@ -149,8 +151,7 @@ def plan_ssml(text: Text, job: Job) -> tuple[Text, tuple[Cut, ...]]:
     ends, with named prosody made numeric (see ``gflite.ssml``)."""
     from gflite import ssml
 
-    target = job.target_chars or min(voices.chunk_chars(job.options.voice.cost_name), voices.MEMORY_CHUNK_CHARS)
-    parts = ssml.pieces(text.text, target)
+    parts = ssml.pieces(text.text, _target(job))
     cuts, pos = [], 0
     for piece in parts:
         if pos or piece.silence:
@@ -241,6 +242,7 @@ def _render(
         from gflite.ssml import translate_prosody
 
         text = replace(text, text=translate_prosody(text.text))  # -t: one utterance, as flite
+    streamed = None
     if job.options.ssml and job.source.kind != "text":
         text, cuts = plan_ssml(text, job)
         from gflite import chunking
@@ -248,15 +250,29 @@ def _render(
         chunks = chunking.at(text.text, [c.offset for c in cuts])
     else:
         cuts = plan_cuts(text.text, job)
-        chunks = plan_chunks(text.text, job, cuts)
+        # Forced cuts (chapters, pauses) are planned whole; plain text is cut
+        # as the engine asks for work (see chunkstream), the same cuts.
+        streamed = None if cuts else stream_chunks(text.text, job)
+        if streamed is None:
+            chunks = plan_chunks(text.text, job, cuts)
     by_offset = {cut.offset: cut for cut in cuts}
-    at_chunk = {c.index: by_offset[c.start] for c in chunks if c.start in by_offset}
-    tasks = synth.subtasks(chunks, job.options, literal=job.source.kind == "text")
-    sizes = {c.index: len(c.text) for c in chunks}
+    sizes: dict[int, int] = {}
+    by_index: dict[int, Subtask] = {}
+    if streamed is None:
+        at_chunk = {c.index: by_offset[c.start] for c in chunks if c.start in by_offset}
+        tasks: Iterable[Subtask] = synth.subtasks(chunks, job.options, literal=job.source.kind == "text")
+        sizes.update((c.index, len(c.text)) for c in chunks)
+        by_index.update((t.index, t) for t in tasks)
+        count, longest = len(chunks), _longest(chunks)
+    else:
+        at_chunk = {}
+        # The count is an estimate, the longest chunk a bound.
+        count, longest = _stream_estimate(len(text.text), job)
+        tasks = _streamed_tasks(streamed, job, count, sizes, by_index)
     program = flite_program()
-    limits = Limits(subtask_timeout=job.subtask_timeout or chunk_timeout(chunks, job),
-                    stdio_bytes=_printout_bytes(chunks, job))
-    workers, asked = local_workers(job, len(tasks))
+    limits = Limits(subtask_timeout=job.subtask_timeout or _timeout_for(longest, job),
+                    stdio_bytes=Limits().stdio_bytes if streamed is not None else _printout_bytes(chunks, job))
+    workers, asked = local_workers(job, count)
     market = Market(bid=job.bid, budget=job.budget)
     report = execution.TaskReport()
 
@@ -282,16 +298,17 @@ def _render(
 
     def started_on(executor: Executor) -> None:
         if on_plan is not None:
-            on_plan(Plan(text=text, chunks=len(chunks), characters=len(text.text),
+            on_plan(Plan(text=text, chunks=count, characters=len(text.text),
                          workers=len(executor.providers()), workers_asked=asked,
-                         subtask_timeout=limits.subtask_timeout))
+                         subtask_timeout=limits.subtask_timeout, chunks_estimated=streamed is not None))
 
     terms = execution.RunTerms(
         limits=limits, retries=job.retries, redundancy=job.redundancy, task_timeout=job.timeout,
-        market=market, first_estimate=_cpu_estimate(chunks, job), audit=job.audit,
+        market=market, first_estimate=_estimate_for(longest, job), audit=job.audit,
         use_cache=job.use_cache)
     results = execution.run_task(program, tasks, terms, workers=workers, cluster=job.cluster,
-                                 cache=cache, on_result=finished, report=report, on_start=started_on)
+                                 cache=cache, on_result=finished, report=report, on_start=started_on,
+                                 files=True)
     marks = silences = 0
     try:
         for result in results:
@@ -304,8 +321,7 @@ def _render(
                     writer.begin_chapter(cut.chapter)
                     marks += 1
             if writer is not None:
-                writer.add(dict(result.outputs)[synth.OUT_NAME])
-                _flush(writer)
+                _write_piece(writer, result, program, by_index, cache)
             if job.options.prints and on_printout is not None:
                 if len(result.stdout) >= limits.stdio_bytes:
                     raise OutputError(f"flite printed more than {limits.stdio_bytes} bytes for {result.name}")
@@ -315,7 +331,7 @@ def _render(
     finally:
         results.close()  # type: ignore[attr-defined]
     return Summary(
-        chunks=len(tasks),
+        chunks=len(sizes),
         from_cache=done["cached"],
         characters=len(text.text),
         audio_seconds=done["audio"],
@@ -359,17 +375,70 @@ def _longest(chunks: tuple[Chunk, ...]) -> int:
     return max((len(c.text) for c in chunks), default=0)
 
 
-def _cpu_estimate(chunks: tuple[Chunk, ...], job: Job) -> float:
-    """CPU-seconds the budget holds for a chunk before any has finished: the
-    voice's cost model for the longest chunk, with a margin."""
-    return _ESTIMATE_MARGIN * voices.cpu_seconds(job.options.voice.cost_name, max(_longest(chunks), 100))
+def _estimate_for(longest: int, job: Job) -> float:
+    return _ESTIMATE_MARGIN * voices.cpu_seconds(job.options.voice.cost_name, max(longest, 100))
 
 
 def chunk_timeout(chunks: tuple[Chunk, ...], job: Job) -> float:
     """The default per-chunk timeout: TIMEOUT_MARGIN times the longest chunk's
     expected CPU time, at least MIN_CHUNK_TIMEOUT seconds."""
-    expected = voices.cpu_seconds(job.options.voice.cost_name, _longest(chunks))
+    return _timeout_for(_longest(chunks), job)
+
+
+def _timeout_for(longest: int, job: Job) -> float:
+    expected = voices.cpu_seconds(job.options.voice.cost_name, longest)
     return max(MIN_CHUNK_TIMEOUT, float(math.ceil(TIMEOUT_MARGIN * expected)))
+
+
+# Texts longer than this are cut as the engine asks for chunks (chunkstream):
+# below it, cutting the whole text first costs little (Punkt trains on this
+# much anyway) and the plan's chunk count is exact.
+STREAM_CHARS = 1 << 16
+# A streamed chunk's length is bounded for the timeout and the budget by this
+# many times the chunk size: growing cuts stop within 3/2 of their aim when a
+# sentence or flite break allows, and flite breaks at least every 500 tokens.
+_STREAM_BOUND = 3
+
+
+def stream_chunks(text: str, job: Job) -> Iterator[Chunk] | None:
+    """The text's chunks as they are cut, when the text is long and its cuts are
+    :func:`plan_chunks`' growing cuts (the same ones); else None: plan them first."""
+    if (job.options.ssml or job.source.kind == "text" or job.subtasks is not None
+            or job.options.prints or len(text) <= STREAM_CHARS):
+        return None
+    from gflite import chunkstream
+
+    return chunkstream.chunks(text, _target(job))
+
+
+def _target(job: Job) -> int:
+    return job.target_chars or min(voices.chunk_chars(job.options.voice.cost_name), voices.MEMORY_CHUNK_CHARS)
+
+
+def _stream_estimate(characters: int, job: Job) -> tuple[int, int]:
+    """(about how many chunks, at most how long one is) for a streamed text."""
+    from gflite import chunking
+
+    # The growing cuts' aims; a chunk ends on average at about 0.82 of its aim
+    # (measured on the benchmark book: 144 chunks for kal16, 440 for slt).
+    target = _target(job)
+    first = max(1, target // chunking.FIRST_CHUNK_DIVISOR)
+    count, pos, size = 1, 0, first
+    while True:
+        aim = min(size, max(first, (characters - pos) / chunking.TAPER_DIVISOR))
+        if characters - pos <= aim * 1.5:
+            break
+        count, pos, size = count + 1, pos + 0.82 * aim, min(target, size * 2)
+    return count, min(characters, _STREAM_BOUND * target)
+
+
+def _streamed_tasks(chunks: Iterator[Chunk], job: Job, count: int, sizes: dict[int, int],
+                    by_index: dict[int, Subtask]) -> Iterator[Subtask]:
+    width = max(5, len(str(count)))
+    for c in chunks:
+        sizes[c.index] = len(c.text)
+        task = by_index[c.index] = synth.subtask(c, job.options, width=width)
+        yield task
 
 
 def local_workers(job: Job, chunks: int) -> tuple[int | None, int | None]:
@@ -390,13 +459,47 @@ def local_workers(job: Job, chunks: int) -> tuple[int | None, int | None]:
 
 
 def _audio_seconds(result: SubtaskResult) -> float:
-    from gflite.stitching import parse_wav
+    from gflite.stitching import parse_wav, parse_wav_file
 
     try:
-        fmt, pcm = parse_wav(dict(result.outputs)[synth.OUT_NAME])
-    except (KeyError, OutputError):
+        piece = dict(result.outputs)[synth.OUT_NAME]
+        if isinstance(piece, OutputFile):
+            fd = os.open(piece.path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                fmt, _, size = parse_wav_file(fd, piece.offset, piece.size)
+            finally:
+                os.close(fd)
+            return size / fmt.block_align / fmt.sample_rate
+        fmt, pcm = parse_wav(piece)
+    except (KeyError, OutputError, OSError):
         return 0.0  # reported when the piece is written
     return len(pcm) / fmt.block_align / fmt.sample_rate
+
+
+def _write_piece(writer: stitching.AudioWriter, result: SubtaskResult, program: Program,
+                 tasks: Mapping[int, Subtask], cache: ResultCache | None) -> None:
+    """Append one chunk's audio: a file (this machine's spool, the cache) is
+    copied without being read into memory; bytes (a remote answer) as they are."""
+    from gflite.gwasm.cache import ResultCache
+
+    piece = dict(result.outputs)[synth.OUT_NAME]
+    if not isinstance(piece, OutputFile):
+        writer.add(piece)
+    else:
+        try:
+            try:
+                writer.add_file(piece)
+            except StaleError:  # its entry was rewritten (more trust): read it anew
+                fresh = (cache or ResultCache()).lookup(program, tasks[result.index])
+                if fresh is None:
+                    raise DamagedError("the entry is gone") from None
+                writer.add_file(dict(fresh.outputs)[synth.OUT_NAME])  # type: ignore[arg-type]
+        except DamagedError:
+            # A cache entry that changed on disk since its header was read.
+            (cache or ResultCache()).drop(program, tasks[result.index])
+            raise OutputError(f"the cached audio of {result.name} was damaged; it was removed, "
+                              "run again to make it anew") from None
+    _flush(writer)
 
 
 def _flush(writer: stitching.AudioWriter) -> None:

@@ -44,6 +44,8 @@ from typing import BinaryIO, Callable, Iterable
 
 from gflite import outputs
 from gflite.errors import OutputError, ReaderGone
+from gflite.gwasm import spool
+from gflite.gwasm.spool import OutputFile
 
 # RIFF sizes are 32-bit: the whole file minus 8 bytes must fit.
 MAX_WAV_DATA_BYTES = 0xFFFFFFFF - 36
@@ -106,6 +108,41 @@ def parse_wav(data: bytes | bytearray | memoryview, *, name: str = "piece") -> t
                 raise OutputError(f"{name}: WAV data is not a whole number of samples")
             return fmt, mv[body : body + size]
         pos = body + size + (size & 1)
+    raise OutputError(f"{name}: WAV file has no {'data' if fmt else 'fmt'} chunk")
+
+
+def parse_wav_file(fd: int, offset: int, size: int, *, name: str = "piece") -> tuple[WavFormat, int, int]:
+    """:func:`parse_wav` for the ``size`` bytes at ``offset`` of an open file,
+    reading only chunk headers: (format, absolute offset of the PCM, its bytes)."""
+    def read(at: int, n: int) -> bytes:
+        n = max(0, min(n, offset + size - at))
+        return os.pread(fd, n, at) if n else b""
+
+    head = read(offset, 12)
+    if len(head) < 12 or head[0:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise OutputError(f"{name} is not a WAV file (no RIFF/WAVE header)")
+    end = offset + size
+    pos, fmt = offset + 12, None
+    while pos + 8 <= end:
+        chunk = read(pos, 8)
+        if len(chunk) < 8:
+            break
+        cid, n = chunk[:4], struct.unpack_from("<I", chunk, 4)[0]
+        body = pos + 8
+        if cid == b"fmt ":
+            fmt = _parse_fmt(memoryview(read(body, min(n, 64))), name)
+        elif cid == b"data":
+            if fmt is None:
+                raise OutputError(f"{name}: WAV data comes before its format chunk")
+            avail = end - body
+            if n == _UNKNOWN:
+                n = avail - avail % fmt.block_align
+            if n > avail:
+                raise OutputError(f"{name}: WAV data is truncated ({avail} of {n} bytes)")
+            if n % fmt.block_align:
+                raise OutputError(f"{name}: WAV data is not a whole number of samples")
+            return fmt, body, n
+        pos = body + n + (n & 1)
     raise OutputError(f"{name}: WAV file has no {'data' if fmt else 'fmt'} chunk")
 
 
@@ -274,6 +311,55 @@ class AudioWriter:
         """The next sample starts a chapter. Formats with chapter marks record it
         (:class:`gflite.bookwriter.AudiobookWriter`); WAV and the others have none."""
 
+    def add_file(self, item: OutputFile) -> float:
+        """Append one piece held in a file (see :mod:`gflite.gwasm.spool`) without
+        reading it into memory: a verified spool file is copied by the kernel,
+        a cache entry is hashed as it is copied in bounded blocks (DamagedError
+        at the end if it is not what it claims). Returns the seconds it added."""
+        if self._done:
+            raise OutputError("output is already closed")
+        name = f"audio piece {self.pieces + 1}"
+        try:
+            src = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except OSError as e:
+            raise OutputError(f"cannot read {name}: {e.strerror or e}") from None
+        try:
+            if item.inode and os.fstat(src).st_ino != item.inode:
+                raise spool.StaleError(f"{item.path} was replaced since it was looked up")
+            fmt, start, length = parse_wav_file(src, item.offset, item.size, name=name)
+            self.pieces += 1
+            if length and self.format is None:
+                self.format = fmt
+                self._start(fmt)
+            elif length and fmt != self.format:
+                raise OutputError(
+                    f"audio piece {self.pieces} is {fmt.describe()}, "
+                    f"but earlier pieces are {self.format.describe()}"  # type: ignore[union-attr]
+                )
+            if item.verified:
+                if length:
+                    self._write_range(src, start, length)
+            else:  # read once, checked as it goes: the data part is written
+                spool.stream_checked(src, item.offset, item.size, item.sha256, start, length, self._write)
+        finally:
+            os.close(src)
+        if not length:
+            return 0.0
+        frames = length // fmt.block_align
+        self.samples += frames
+        return frames / fmt.sample_rate
+
+    def _write_range(self, src: int, start: int, length: int) -> None:
+        """Write ``length`` bytes at ``start`` of ``src``; subclasses with a real
+        file descriptor let the kernel copy them."""
+        pos, end = start, start + length
+        while pos < end:
+            block = os.pread(src, min(spool.BLOCK, end - pos), pos)
+            if not block:
+                raise OutputError("an audio piece's file ended early")
+            self._write(memoryview(block))
+            pos += len(block)
+
     def close(self) -> None:
         """Finish the file and publish it under its real name."""
         if self._done:
@@ -399,6 +485,15 @@ class WavFileWriter(AudioWriter):
         except OSError as e:
             raise OutputError(f"cannot write {self.target}: {e.strerror or e}") from None
 
+    def _write_range(self, src: int, start: int, length: int) -> None:
+        f = self._out.file
+        try:
+            f.flush()
+            spool.copy_range(src, start, length, f.fileno())
+            f.seek(0, os.SEEK_END)
+        except OSError as e:
+            raise OutputError(f"cannot write {self.target}: {e.strerror or e}") from None
+
     @property
     def unknown_length(self) -> bool:
         """True once the audio is past what a WAV header's 32-bit sizes can say.
@@ -454,6 +549,22 @@ class WavStreamWriter(AudioWriter):
 
     def _write(self, pcm: memoryview) -> None:
         self._send(pcm, flush=True)  # a player downstream starts on the first piece
+
+    def _write_range(self, src: int, start: int, length: int) -> None:
+        try:
+            fd = self.stream.fileno()
+        except (OSError, AttributeError, ValueError):  # io.BytesIO and the like
+            super()._write_range(src, start, length)
+            return
+        try:
+            self.stream.flush()
+            spool.copy_range(src, start, length, fd)
+            if self._origin is not None:
+                self.stream.seek(0, os.SEEK_END)
+        except BrokenPipeError:
+            raise ReaderGone(f"the program reading {self.name} closed the pipe") from None
+        except OSError as e:
+            raise OutputError(f"cannot write to {self.name}: {e.strerror or e}") from None
 
     def _send(self, data: bytes | memoryview, flush: bool = False) -> None:
         try:
@@ -526,6 +637,15 @@ class EncodedWriter(AudioWriter):
         try:
             self._proc.stdin.write(pcm)
         except OSError:  # BrokenPipeError included: ffmpeg is gone, and that is our failure to write
+            self._proc.wait()
+            raise OutputError(f"ffmpeg stopped while encoding {self.target}: {self._error()}") from None
+
+    def _write_range(self, src: int, start: int, length: int) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.flush()
+            spool.copy_range(src, start, length, self._proc.stdin.fileno())
+        except OSError:
             self._proc.wait()
             raise OutputError(f"ffmpeg stopped while encoding {self.target}: {self._error()}") from None
 

@@ -155,15 +155,17 @@ def subtasks(chunks: tuple[Chunk, ...], options: SynthOptions, *, literal: bool 
     """
     if literal and len(chunks) != 1:
         raise ValueError("literal text is spoken as one utterance: give exactly one chunk")
-    extra = options.inputs()
     width = max(5, len(str(len(chunks))))
-    return tuple(
-        Subtask(
-            index=c.index,
-            name=f"chunk{c.index + 1:0{width}d}",
-            args=(*(("-t", c.text) if literal else ("-f", IN_NAME)), "-o", OUT_NAME, *options.flite_args()),
-            inputs=(*(() if literal else ((IN_NAME, c.data),)), *extra),
-            outputs=(OUT_NAME,),
-        )
-        for c in chunks
+    return tuple(subtask(c, options, width=width, literal=literal) for c in chunks)
+
+
+def subtask(chunk: Chunk, options: SynthOptions, *, width: int = 5, literal: bool = False) -> Subtask:
+    """The subtask of one chunk (see :func:`subtasks`; ``width`` digits in its
+    name, which is no part of its cache key)."""
+    return Subtask(
+        index=chunk.index,
+        name=f"chunk{chunk.index + 1:0{width}d}",
+        args=(*(("-t", chunk.text) if literal else ("-f", IN_NAME)), "-o", OUT_NAME, *options.flite_args()),
+        inputs=(*(() if literal else ((IN_NAME, chunk.data),)), *options.inputs()),
+        outputs=(OUT_NAME,),
     )

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from gflite.gwasm.spool import release
 from gflite.gwasm.subtask import Failure, Subtask, SubtaskResult
 from gflite.gwasm.verify import Quorum
 
@@ -52,7 +53,8 @@ class State(Protocol):
 
 
 def without_data(result: SubtaskResult) -> SubtaskResult:
-    """The result with its bytes dropped (``replace`` keeps the digest and the class)."""
+    """The result with its bytes (or its files' names: they may be removed
+    once handed over) dropped; ``replace`` keeps the digest and the class."""
     return replace(result, outputs=tuple((rel, b"") for rel, _ in result.outputs),
                    stdout=b"", stderr=b"")
 
@@ -187,7 +189,8 @@ class VerifiedState:
 
     def record(self, result: SubtaskResult) -> None:
         if result.ok:
-            self._data.setdefault(result.digest, result)
+            if self._data.setdefault(result.digest, result) is not result:
+                release(result.outputs)  # the same bytes again: one copy is kept
             self.quorum.add(without_data(result))
         else:
             self.quorum.add(result)
@@ -209,7 +212,9 @@ class VerifiedState:
         q = self.quorum
         win = q.winner
         if win is not None:
-            self.final = self._data[win.digest]
+            self.final = self._data.pop(win.digest)
+            for loser in self._data.values():
+                release(loser.outputs)
             self._data.clear()
             return
         if not q.failed and self.failures > self.max_failures:

@@ -24,10 +24,12 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from gflite.errors import GfliteError
 from gflite.gwasm.outcomes import MAX_NAME, MAX_OPERATORS, Accepted, Provenance, Trust
+from gflite.gwasm import spool
+from gflite.gwasm.spool import OutputFile
 from gflite.gwasm.subtask import Program, Subtask, SubtaskResult, sha256_bytes
 
 if TYPE_CHECKING:
@@ -94,13 +96,19 @@ def _trusted_file(path: Path) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
-def atomic_write(path: Path, chunks: Iterable[bytes], mode: int = 0o600) -> None:
-    """Write ``chunks`` to ``path`` so that readers see the old file or the whole new one."""
+def atomic_write(path: Path, chunks: Iterable[bytes | OutputFile], mode: int = 0o600) -> None:
+    """Write ``chunks`` to ``path`` so that readers see the old file or the whole new one.
+    An OutputFile chunk is copied from its file by the kernel (checked on the
+    way if it is not yet verified), never read whole into memory."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
             for chunk in chunks:
-                f.write(chunk)
+                if isinstance(chunk, OutputFile):
+                    f.flush()
+                    _copy_in(chunk, f)
+                else:
+                    f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
@@ -109,6 +117,18 @@ def atomic_write(path: Path, chunks: Iterable[bytes], mode: int = 0o600) -> None
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _copy_in(item: OutputFile, f: BinaryIO) -> None:
+    src = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        if item.verified:
+            spool.copy_range(src, item.offset, item.size, f.fileno())
+        else:
+            spool.copy_checked(src, item.offset, item.size, item.sha256, f.write)
+            f.flush()
+    finally:
+        os.close(src)
 
 
 @contextlib.contextmanager
@@ -359,6 +379,37 @@ class ResultCache:
             os.utime(path)  # used now: the last to be evicted
         return result
 
+    def lookup(self, program: Program, subtask: Subtask, trust: Trust | None = None) -> Accepted | None:
+        """Like :meth:`get`, but the outputs stay in the entry: unverified
+        :class:`~gflite.gwasm.spool.OutputFile`s, whose bytes are checked
+        against their sha256 as they are copied out (a mismatch raises
+        :class:`~gflite.gwasm.spool.DamagedError` then; :meth:`drop` the entry).
+        Only the header and the captured stdio are read now."""
+        path = self._path(subtask.key(program), create=False)
+        if path is None or not _trusted_file(path):
+            return None
+        try:
+            with open(path, "rb") as f:
+                result = _decode_lazy(f, path, subtask, self.max_bytes)
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            result = None
+        if result is None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        if trust is not None and not result.provenance.meets(trust):
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # used now: the last to be evicted
+        return result
+
+    def drop(self, program: Program, subtask: Subtask) -> None:
+        """Remove ``subtask``'s entry (found damaged while it was copied)."""
+        path = self._path(subtask.key(program), create=False)
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
     def put(self, program: Program, subtask: Subtask, result: SubtaskResult,
             provenance: Provenance | None = None) -> bool:
         """Store a successful result with how it was obtained (default: an
@@ -375,20 +426,25 @@ class ResultCache:
             return False
         if path.exists():
             # The same bytes obtained again: the entry keeps all it was trusted for.
-            old = self.get(program, subtask)
+            old = self.lookup(program, subtask)
             if old is not None and old.digest == result.digest:
                 mine = old.provenance
+                if (mine.local or not provenance.local) and set(provenance.operators) <= set(mine.operators):
+                    # Nothing to add: leave the entry as it is (a reader may be copying out of it).
+                    with contextlib.suppress(OSError):
+                        os.utime(path)
+                    return True
                 provenance = Provenance(local=provenance.local or mine.local,
                                         operators=(provenance.operators + mine.operators)[:MAX_OPERATORS],
                                         providers=(provenance.providers + mine.providers)[:MAX_OPERATORS])
         chunks = _encode(result, provenance)
-        size = sum(map(len, chunks))
+        size = sum(c.size if isinstance(c, OutputFile) else len(c) for c in chunks)
         if size > self.max_bytes:
             return False
         try:
             old = path.stat().st_size if path.exists() else 0
             atomic_write(path, chunks)
-        except OSError:
+        except OSError:  # DamagedError included: a source that was not what it said
             return False
         if self._size is None:
             self._size = self.info().bytes
@@ -444,11 +500,17 @@ class ResultCache:
         return freed
 
 
-def _encode(result: SubtaskResult, provenance: Provenance) -> list[bytes]:
+def _described(data: bytes | OutputFile) -> tuple[int, str]:
+    if isinstance(data, OutputFile):
+        return data.size, data.sha256
+    return len(data), sha256_bytes(data)
+
+
+def _encode(result: SubtaskResult, provenance: Provenance) -> list[bytes | OutputFile]:
     blobs = [data for _, data in result.outputs] + [result.stdout, result.stderr]
     header: dict[str, Any] = {
         "format": _RESULT_FORMAT,
-        "outputs": [[rel, len(data), sha256_bytes(data)] for rel, data in result.outputs],
+        "outputs": [[rel, *_described(data)] for rel, data in result.outputs],
         "stdout": [len(result.stdout), sha256_bytes(result.stdout)],
         "stderr": [len(result.stderr), sha256_bytes(result.stderr)],
         "exit_code": result.exit_code,
@@ -479,26 +541,25 @@ def _strings(value: object) -> tuple[str, ...]:
     return tuple(_str(v, MAX_NAME) for v in value)
 
 
-def _decode(data: bytes, subtask: Subtask) -> Accepted | None:
-    """Parse an entry, believing nothing it says about itself until checked."""
-    head, sep, body = data[: _MAX_HEADER + 1].partition(b"\n")
-    if not sep:
-        return None
-    body = data[len(head) + 1 :]
+@dataclass(frozen=True)
+class _Header:
+    """An entry's header, every field bounded and typed (sizes not yet checked
+    against the entry's length)."""
+
+    outputs: tuple[tuple[str, int, str], ...]
+    stdio: tuple[tuple[int, str], tuple[int, str]]
+    provenance: Provenance
+    exit_code: int | None
+    seconds: float
+    provider: str
+    digest: str
+
+
+def _parse_header(head: bytes, subtask: Subtask, limit: int) -> _Header | None:
+    """Parse an entry's header line, believing nothing it says about itself until checked."""
     header = json.loads(head)
     if not isinstance(header, dict) or header.get("format") != _RESULT_FORMAT:
         return None
-    pos = 0
-
-    def take(size: object, digest: object) -> bytes:
-        nonlocal pos
-        n = _int(size, len(body) - pos)
-        blob = body[pos : pos + n]
-        pos += n
-        if sha256_bytes(blob) != _str(digest, 64):
-            raise ValueError("damaged cache entry")
-        return blob
-
     listed = header["outputs"]
     if not isinstance(listed, list) or len(listed) > _MAX_OUTPUTS:
         return None
@@ -507,13 +568,11 @@ def _decode(data: bytes, subtask: Subtask) -> Accepted | None:
         if not isinstance(item, list) or len(item) != 3:
             return None
         rel, size, digest = item
-        outputs.append((_str(rel), take(size, digest)))
+        outputs.append((_str(rel), _int(size, limit), _str(digest, 64)))
     stdio = [header["stdout"], header["stderr"]]
     if not all(isinstance(x, list) and len(x) == 2 for x in stdio):
         return None
-    stdout = take(*stdio[0])
-    stderr = take(*stdio[1])
-    if pos != len(body) or tuple(rel for rel, _ in outputs) != subtask.outputs:
+    if tuple(rel for rel, _, _ in outputs) != subtask.outputs:
         return None
     trust = header["trust"]
     if not isinstance(trust, dict) or not isinstance(trust.get("local"), bool):
@@ -526,17 +585,88 @@ def _decode(data: bytes, subtask: Subtask) -> Accepted | None:
         return None
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         return None
+    return _Header(
+        outputs=tuple(outputs),
+        stdio=((_int(stdio[0][0], limit), _str(stdio[0][1], 64)), (_int(stdio[1][0], limit), _str(stdio[1][1], 64))),
+        provenance=provenance, exit_code=exit_code, seconds=float(seconds),
+        provider=_str(header["provider"], MAX_NAME), digest=_str(header["digest"], 64))
+
+
+def _accept(h: _Header, subtask: Subtask, outputs: tuple, stdout: bytes, stderr: bytes) -> Accepted | None:
     result = SubtaskResult(
         index=subtask.index,
         name=subtask.name,
         ok=True,
-        outputs=tuple(outputs),
-        exit_code=exit_code,
+        outputs=outputs,
+        exit_code=h.exit_code,
         stdout=stdout,
         stderr=stderr,
-        provider=_str(header["provider"], MAX_NAME),
-        seconds=float(seconds),
+        provider=h.provider,
+        seconds=h.seconds,
     )
-    if result.digest != header["digest"]:
+    if result.digest != h.digest:
         return None
-    return Accepted.of(result, provenance)
+    return Accepted.of(result, h.provenance)
+
+
+def _decode(data: bytes, subtask: Subtask) -> Accepted | None:
+    """Parse a whole entry, believing nothing it says about itself until checked."""
+    head, sep, _ = data[: _MAX_HEADER + 1].partition(b"\n")
+    if not sep:
+        return None
+    body = data[len(head) + 1 :]
+    h = _parse_header(head, subtask, len(body))
+    if h is None:
+        return None
+    pos = 0
+
+    def take(size: int, digest: str) -> bytes:
+        nonlocal pos
+        if size > len(body) - pos:
+            raise ValueError("damaged cache entry")
+        blob = body[pos : pos + size]
+        pos += size
+        if sha256_bytes(blob) != digest:
+            raise ValueError("damaged cache entry")
+        return blob
+
+    outputs = tuple((rel, take(size, digest)) for rel, size, digest in h.outputs)
+    stdout = take(*h.stdio[0])
+    stderr = take(*h.stdio[1])
+    if pos != len(body):
+        return None
+    return _accept(h, subtask, outputs, stdout, stderr)
+
+
+def _decode_lazy(f: BinaryIO, path: Path, subtask: Subtask, max_bytes: int) -> Accepted | None:
+    """Parse an entry's header and its (small, checked) stdio; its outputs stay
+    on disk as unverified OutputFiles, checked when they are copied."""
+    st = os.fstat(f.fileno())
+    size = st.st_size
+    if size > max_bytes:
+        return None
+    head, sep, _ = f.read(_MAX_HEADER + 1).partition(b"\n")
+    if not sep:
+        return None
+    start = len(head) + 1
+    h = _parse_header(head, subtask, size - start)
+    if h is None:
+        return None
+    pos = start
+    outputs = []
+    for rel, n, digest in h.outputs:
+        outputs.append((rel, OutputFile(rel=rel, path=str(path), size=n, sha256=digest, offset=pos,
+                                        verified=False, owned=False, inode=st.st_ino)))
+        pos += n
+    stdio = []
+    for n, digest in h.stdio:
+        if n > _MAX_HEADER * 16 or pos + n > size:
+            return None
+        blob = os.pread(f.fileno(), n, pos)
+        if len(blob) != n or sha256_bytes(blob) != digest:
+            raise ValueError("damaged cache entry")
+        stdio.append(blob)
+        pos += n
+    if pos != size:
+        return None
+    return _accept(h, subtask, tuple(outputs), stdio[0], stdio[1])

@@ -27,6 +27,7 @@ from gflite.gwasm.cache import ResultCache
 from gflite.gwasm.executors.base import Executor, Provider
 from gflite.gwasm.market import Ledger, Reservation
 from gflite.gwasm.outcomes import Accepted, Provenance, Trust
+from gflite.gwasm.spool import release
 from gflite.gwasm.subtask import Failure, Program, Subtask, SubtaskResult
 from gflite.gwasm.terms import RunTerms, TaskReport
 
@@ -68,14 +69,20 @@ class Dispatcher:
     new ones; ``auditor`` runs audits (an executor on this machine);
     ``on_result(result, from_cache)`` sees every subtask's final outcome in
     completion order; ``report`` receives the bill and the verdicts;
-    ``make_state`` replaces the per-subtask bookkeeping.
+    ``make_state`` replaces the per-subtask bookkeeping; ``files``: results
+    are files (the executor's spool, the cache's entries; see
+    :mod:`gflite.gwasm.spool`), never read whole here.
     """
 
     def __init__(self, executor: Executor, program: Program, subtasks: Iterable[Subtask],
                  terms: RunTerms, *, cache: ResultCache | None = None,
                  auditor: Executor | None = None, on_result: OnResult | None = None,
-                 report: TaskReport | None = None, make_state: MakeState | None = None) -> None:
+                 report: TaskReport | None = None, make_state: MakeState | None = None,
+                 files: bool = False) -> None:
         self.executor = executor
+        # files: cached results are replayed as OutputFiles (checked as they
+        # are copied out), and spool files are removed once handed over.
+        self.files = files
         self.program = program
         self.terms = terms
         self.cache = cache if terms.use_cache else None
@@ -85,10 +92,18 @@ class Dispatcher:
         self.report.redundancy = terms.redundancy
         self.local = executor.on_this_machine
         self.owners: dict[str, str] = {}  # provider -> operator, as last declared
-        self.states: list[State] = [(make_state or self._make_state)(s)
-                                    for s in sorted(subtasks, key=lambda s: s.index)]
-        if len({st.subtask.index for st in self.states}) != len(self.states):
-            raise ValueError("subtask indices must be unique")
+        self._new_state = make_state or self._make_state
+        self.states: list[State] = []
+        # A collection is taken whole (in index order); an iterator (a chunker
+        # still cutting) is drawn from as work is needed, so the first subtask
+        # runs before the last is made. It must give indices in rising order.
+        self._source: Iterator[Subtask] | None = None
+        if isinstance(subtasks, Iterator):
+            self._source = subtasks
+        else:
+            self.states = [self._new_state(s) for s in sorted(subtasks, key=lambda s: s.index)]
+            if len({st.subtask.index for st in self.states}) != len(self.states):
+                raise ValueError("subtask indices must be unique")
         self.open: list[State] = []
         self.cached: set[int] = set()  # subtask indices replayed from the cache
         self.running: dict[Future[SubtaskResult], _Running] = {}
@@ -135,22 +150,28 @@ class Dispatcher:
         if t.task_timeout is not None:
             self.deadline = time.monotonic() + t.task_timeout
         try:
-            self._replay()
+            self._replay(self.states)
             self.open = [st for st in self.states if st.final is None]
+            self._pull()
             providers = self._learn(self.executor.providers()) if self.open else ()
             self.ledger = Ledger(
                 t.market, providers, max_claim=t.limits.subtask_timeout,
                 first_estimate=t.limits.subtask_timeout if t.first_estimate is None else t.first_estimate)
-            if self.open:
-                # Before any work: enough distinct operators at or under the bid?
-                t.market.check(providers, t.redundancy, t.limits)
+            checked = False
             stuck_since: float | None = None
             while True:
                 self._tell()
                 yield from self._hand_out()
                 self.open = [st for st in self.open if self._undecided(st)]
-                if not self.open:
+                self._pull()
+                if not self.open and self._source is None:
                     break
+                if self.open and not checked:
+                    # Before any work: enough distinct operators at or under the bid?
+                    t.market.check(self._learn(self.executor.providers()), t.redundancy, t.limits)
+                    checked = True
+                if not self.open:
+                    continue
                 now = time.monotonic()
                 if self.deadline is not None and now >= self.deadline:
                     self._time_out()
@@ -166,6 +187,7 @@ class Dispatcher:
                 if now - stuck_since < self.executor.rejoin_grace:
                     time.sleep(min(POLL, self.executor.rejoin_grace))
                     continue
+                self._pull(everything=True)
                 eligible = self._eligible()
                 why = ("no provider at or under the bid is left" if not eligible
                        else "no provider that has not run it is left" if not servable
@@ -188,12 +210,35 @@ class Dispatcher:
             if self.ledger is not None:
                 self.report.bill = self.ledger.bill()
 
-    def _replay(self) -> None:
+    def _pull(self, everything: bool = False) -> None:
+        """Draw subtasks from an iterator source until enough wait to keep every
+        provider busy (cached ones are replayed on the way and wait for nothing),
+        or until it is exhausted."""
+        if self._source is None:
+            return
+        want = 2 * max(1, len(self.owners)) * (1 + self.executor.prefetch) + 2
+        while everything or sum(1 for st in self.open if st.final is None and st.in_flight == 0) < want:
+            subtask = next(self._source, None)
+            if subtask is None:
+                self._source = None
+                return
+            if self.states and subtask.index <= self.states[-1].subtask.index:
+                raise ValueError("an iterator of subtasks must give rising, unique indices")
+            st = self._new_state(subtask)
+            self.states.append(st)
+            self._replay([st])
+            if st.final is None:
+                self.open.append(st)
+            elif not everything and not self.open:
+                return  # nothing to start: hand the hit out before reading on
+
+    def _replay(self, states: Iterable[State]) -> None:
         if self.cache is None:
             return
         trust = Trust.for_run(redundancy=self.terms.redundancy, local=self.local)
-        for st in self.states:
-            hit = self.cache.get(self.program, st.subtask, trust)
+        look = self.cache.lookup if self.files else self.cache.get
+        for st in states:
+            hit = look(self.program, st.subtask, trust)
             if hit is not None:
                 st.final = hit
                 self.cached.add(st.subtask.index)
@@ -210,6 +255,7 @@ class Dispatcher:
                 return
             yield st.final
             # Kept only for the error report: drop the data once handed over.
+            release(st.final.outputs)
             st.final = without_data(st.final)
             self.next_out += 1
 
@@ -431,6 +477,7 @@ class Dispatcher:
     # -- the end ------------------------------------------------------------------------------
 
     def _time_out(self) -> None:
+        self._pull(everything=True)
         for future in list(self.running):
             self._stop(future)
         for future, st in list(self.audits.items()):

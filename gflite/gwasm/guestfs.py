@@ -15,8 +15,12 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gflite.gwasm.subtask import Limits, Subtask
+
+if TYPE_CHECKING:
+    from gflite.gwasm.spool import OutputFile, Spool
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -190,6 +194,44 @@ def read_output(workdir: Path, rel: str, budget: int) -> bytes | str:
         return "output limit exceeded" if len(data) > budget else data
     finally:
         os.close(file_fd)
+
+
+def take_output(workdir: Path, rel: str, budget: int, spool: Spool) -> OutputFile | str:
+    """Move output ``rel`` out of ``workdir`` into ``spool`` (hashed on the
+    way, in bounded blocks), or a reason string, with the checks of
+    :func:`read_output`. Only once the guest has ended: nobody writes the tree."""
+    parts = rel.split("/")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(workdir, _DIR_FLAGS)
+    try:
+        try:
+            for part in parts[:-1]:
+                sub = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
+                os.close(fd)
+                fd = sub
+            file_fd = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
+        except FileNotFoundError:
+            return f"missing output file {rel}"
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                return f"output file {rel} is a symlink or not a file"
+            return f"cannot read output file {rel}: {exc.strerror}"
+        try:
+            st = os.fstat(file_fd)
+            if not stat.S_ISREG(st.st_mode):
+                return f"output file {rel} is not a regular file"
+            if st.st_size > budget:
+                return "output limit exceeded"
+            from gflite.gwasm.spool import hash_fd
+
+            digest = hash_fd(file_fd, st.st_size)
+            if os.fstat(file_fd).st_size != st.st_size:
+                return "output limit exceeded"  # still growing: nothing may write it now
+        finally:
+            os.close(file_fd)
+        return spool.adopt_file(rel, fd, parts[-1], st.st_size, digest)
+    finally:
+        os.close(fd)
 
 
 # --- removing ----------------------------------------------------------------

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 from gflite.errors import GfliteError
 from gflite.gwasm import guestfs, guestworld
+from gflite.gwasm.spool import OutputFile, Spool, release
 from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 
 if TYPE_CHECKING:
@@ -281,10 +282,13 @@ def load_failure(exc: Exception) -> tuple[str, Failure]:
 
 
 def execute(
-    program: Program, subtask: Subtask, limits: Limits, workdir: Path, *, provider: str = "local"
+    program: Program, subtask: Subtask, limits: Limits, workdir: Path, *, provider: str = "local",
+    spool: str | None = None,
 ) -> SubtaskResult:
     """Run ``subtask`` in ``workdir``, which already holds its inputs (see
-    :func:`materialise`), and collect its outputs from there."""
+    :func:`materialise`), and collect its outputs from there: as bytes, or,
+    given the directory of a :class:`~gflite.gwasm.spool.Spool`, moved into it
+    and returned as :class:`~gflite.gwasm.spool.OutputFile`s (never read whole)."""
     import wasmtime
 
     # CPU-seconds, what providers bill, from the guest's start (loading the
@@ -371,15 +375,20 @@ def execute(
     if over:
         return result(False, over, Failure.LIMIT, **captured)
 
-    outputs = []
+    outputs: list = []
     budget = limits.output_bytes
+    taken = None if spool is None else Spool.at(spool)
     for rel in subtask.outputs:
-        data = guestfs.read_output(workdir, check_relpath(rel), budget)
+        if taken is None:
+            data = guestfs.read_output(workdir, check_relpath(rel), budget)
+        else:
+            data = guestfs.take_output(workdir, check_relpath(rel), budget, taken)
         if isinstance(data, str):
+            release(tuple(outputs))
             if data == "output limit exceeded":
                 return result(False, output_limit_reason(limits), Failure.LIMIT, **captured)
             return result(False, data, Failure.GUEST, **captured)
-        budget -= len(data)
+        budget -= data.size if isinstance(data, OutputFile) else len(data)
         outputs.append((rel, data))
     return result(True, outputs=tuple(outputs), **captured)
 

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gflite.gwasm.spool import OutputFile
+
 
 # What a guest can observe besides its program and inputs (the sandbox's
 # virtual clock and random source, see sandbox.py): part of every result's key,
@@ -120,7 +122,9 @@ class SubtaskResult:
     index: int
     name: str
     ok: bool
-    outputs: tuple[tuple[str, bytes], ...] = ()
+    # (relative path, bytes), or (relative path, OutputFile) when the executor
+    # was asked for files (see gflite.gwasm.spool): same digest either way.
+    outputs: tuple[tuple[str, bytes | OutputFile], ...] = ()
     reason: str = ""
     exit_code: int | None = None
     stdout: bytes = b""
@@ -135,5 +139,6 @@ class SubtaskResult:
         if not self.digest and self.ok:
             h = hashlib.sha256()
             for rel, data in self.outputs:
-                h.update(rel.encode() + b"\0" + sha256_bytes(data).encode())
+                digest = data.sha256 if isinstance(data, OutputFile) else sha256_bytes(data)
+                h.update(rel.encode() + b"\0" + digest.encode())
             object.__setattr__(self, "digest", h.hexdigest())

@@ -16,12 +16,14 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def make_executor(*, workers: int | None = None, cluster: str | None = None) -> Executor:
-    """The local executor (all cores), or the Dask one when a scheduler address is given."""
+def make_executor(*, workers: int | None = None, cluster: str | None = None,
+                  files: bool = False) -> Executor:
+    """The local executor (all cores), or the Dask one when a scheduler address is given.
+    ``files``: the local executor returns outputs as spool files (see gflite.gwasm.spool)."""
     if cluster:
         from gflite.gwasm.executors.dask import DaskExecutor
 
         return DaskExecutor.from_env(cluster)
     from gflite.gwasm.executors.local import LocalExecutor
 
-    return LocalExecutor(workers or default_workers())
+    return LocalExecutor(workers or default_workers(), files=files)

@@ -50,6 +50,7 @@ from pathlib import Path
 
 from gflite.gwasm import guestfs, sandbox
 from gflite.gwasm.executors.base import Executor, Provider
+from gflite.gwasm.spool import Spool
 from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 
 # Time a worker may spend loading (at worst compiling) a program before the
@@ -184,7 +185,7 @@ def _worker_loop(job_fd: int, result_fd: int, parent_pid: int) -> None:
         job = _recv(job_fd)
         if job is None:
             return
-        program, subtask, limits, workdir, provider = job  # type: ignore[misc]
+        program, subtask, limits, workdir, provider, spool = job  # type: ignore[misc]
         try:
             # Load (at worst compile) under its own cap and before the
             # file-size cap: a cache miss writes the compiled module.
@@ -202,7 +203,8 @@ def _worker_loop(job_fd: int, result_fd: int, parent_pid: int) -> None:
                 )
             else:
                 with _address_space_cap(sandbox.run_headroom(limits)), _file_size_limit(limits.output_bytes):
-                    result = sandbox.execute(program, subtask, limits, Path(workdir), provider=provider)
+                    result = sandbox.execute(program, subtask, limits, Path(workdir), provider=provider,
+                                             spool=spool)
         except BrokenPipeError:
             return
         except MemoryError:
@@ -417,7 +419,9 @@ class LocalExecutor(Executor):
     """Runs attempts in up to ``workers`` local worker processes (default: all cores).
 
     Providers are the worker slots ``local-0`` .. ``local-{N-1}``; pinning an
-    attempt to one runs it in that slot's process.
+    attempt to one runs it in that slot's process. ``files``: successful
+    outputs are :class:`~gflite.gwasm.spool.OutputFile`s in :attr:`spool`
+    (valid until close), not bytes.
     """
 
     on_this_machine = True
@@ -428,6 +432,7 @@ class LocalExecutor(Executor):
         *,
         poll_interval: float = 0.05,
         start_method: str | None = None,
+        files: bool = False,
     ) -> None:
         n = workers if workers is not None else (os.cpu_count() or 1)
         if n < 1:
@@ -439,6 +444,10 @@ class LocalExecutor(Executor):
         self.start_method = start_method
         self.spawned = 0  # worker processes started so far, for tests and diagnostics
         self.start_methods: list[str] = []  # how each was started: "fork" or "exec"
+        # files: outputs come back as OutputFiles moved into this spool (on the
+        # attempt directories' filesystem), removed with it at close; the pipe
+        # from a worker carries only their names and digests.
+        self.spool = Spool() if files else None
         self._slots = [_Slot(i) for i in range(n)]
         self._queue: deque[_Attempt] = deque()
         self._lock = threading.Lock()
@@ -503,6 +512,8 @@ class LocalExecutor(Executor):
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
+        if self.spool is not None:
+            self.spool.close()
 
     # -- called from other threads
 
@@ -607,6 +618,7 @@ class LocalExecutor(Executor):
             attempt.limits,
             str(workdir),
             slot.provider,
+            None if self.spool is None else str(self.spool.root),
         )
         for _ in range(2):  # an idle worker may have died; replace it once
             try:

@@ -1,0 +1,299 @@
+"""Results as files: a guest's output travels as a file on disk, never as
+Python bytes, from the guest's directory to the requestor's output.
+
+An :class:`OutputFile` names ``size`` bytes at ``offset`` in ``path`` whose
+sha256 is ``sha256``. Where the digest comes from decides whether the bytes
+must be checked again when they are read:
+
+- a :class:`Spool` file was hashed as it was made, by this machine (the
+  sandbox's worker, or :meth:`Spool.adopt_bytes` as a remote answer
+  arrives), and lives in a private directory nobody else writes:
+  ``verified=True``, copied by the kernel (:func:`copy_range`);
+- a result-cache entry's digest is what the entry says about itself:
+  ``verified=False``, hashed as it is copied (:func:`copy_checked`), in
+  bounded blocks, so it is read once, never twice, never whole.
+
+Spool files are removed with their spool (the executor's), or one by one
+with :func:`release` once the output has taken them.
+
+A remote executor (Dask) keeps one ``Spool()`` for its lifetime (closed in
+its ``close()``, honouring ``files``) and turns each answer's output into a
+file as it arrives: ``spool.adopt_bytes(rel, data)`` for an output already
+decoded (drop ``data`` right after), or ``w = spool.writer(rel)``,
+``w.write(block)`` per received block, ``w.finish()`` for one read in pieces
+(``w.abort()`` on a bad answer). The resulting ``OutputFile`` goes into
+``SubtaskResult.outputs`` in place of the bytes; its sha256 is this
+machine's, computed as the bytes were written, so the dispatcher's digest
+check still holds the provider to what it sent.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+# What one read or copy call moves: memory held at once by the checked copy.
+BLOCK = 1 << 20
+
+_serial = 0
+_serial_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """One output of a result, on disk: ``size`` bytes at ``offset`` in ``path``.
+
+    ``owned``: a spool file of this run (removed by :func:`release`), not a
+    cache entry, which outlives the run."""
+
+    rel: str
+    path: str
+    size: int
+    sha256: str
+    offset: int = 0
+    verified: bool = True
+    owned: bool = True
+    # A cache entry's inode when it was read: an entry rewritten since (more
+    # trust recorded for it) has other offsets, so its reader looks it up again.
+    inode: int = 0
+
+    def __len__(self) -> int:
+        """The output's length, as for the bytes it stands for."""
+        return self.size
+
+    def read(self) -> bytes:
+        """The whole output in memory: for small outputs and tests only."""
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(self.size)
+        if len(data) != self.size:
+            raise OSError(f"{self.path} is shorter than its record")
+        if not self.verified and hashlib.sha256(data).hexdigest() != self.sha256:
+            raise DamagedError(f"{self.path} does not match its recorded sha256")
+        return data
+
+
+class DamagedError(OSError):
+    """Bytes read back did not match their recorded sha256 (a damaged cache entry)."""
+
+
+class StaleError(OSError):
+    """A cache entry was replaced since it was looked up (nothing was copied yet)."""
+
+
+def release(outputs: object) -> None:
+    """Remove the spool files among a result's ``outputs`` (cache entries stay)."""
+    if not isinstance(outputs, tuple):
+        return
+    for _, item in outputs:
+        if isinstance(item, OutputFile) and item.owned:
+            with contextlib.suppress(OSError):
+                os.unlink(item.path)
+
+
+def hash_fd(fd: int, size: int) -> str:
+    """sha256 of the first ``size`` bytes of ``fd`` from offset 0, in bounded blocks."""
+    h = hashlib.sha256()
+    pos = 0
+    while pos < size:
+        block = os.pread(fd, min(BLOCK, size - pos), pos)
+        if not block:
+            raise OSError(f"file shrank while it was hashed ({pos} of {size} bytes)")
+        h.update(block)
+        pos += len(block)
+    return h.hexdigest()
+
+
+class Spool:
+    """A private (0700) directory of result files on the filesystem of ``parent``
+    (default: the temporary directory, where the local executor's attempt
+    directories are, so a guest's output is renamed, not copied, into it).
+    Thread-safe; :meth:`close` removes it with every file left in it."""
+
+    def __init__(self, parent: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="gwasm-spool-", dir=parent))
+
+    @classmethod
+    def at(cls, root: str | os.PathLike[str]) -> Spool:
+        """The spool already made at ``root`` (by another process: a worker
+        writes into its executor's spool)."""
+        self = cls.__new__(cls)
+        self.root = Path(root)
+        return self
+
+    def _fresh(self, rel: str) -> Path:
+        # One counter per process, not per Spool object: a worker opens its
+        # executor's spool anew for every attempt.
+        with _serial_lock:
+            global _serial
+            _serial += 1
+            n = _serial
+        # The guest's name is not used as a path: only a serial and a safe tail.
+        tail = "".join(c for c in rel.rsplit("/", 1)[-1][-32:] if c.isalnum() or c in "._-")
+        # Several worker processes share one spool: the pid keeps names apart.
+        return self.root / f"{os.getpid()}-{n:08d}-{tail or 'out'}"
+
+    def adopt_bytes(self, rel: str, data: bytes | bytearray | memoryview) -> OutputFile:
+        """Write ``data`` (e.g. a remote answer's output, as it arrives) to a
+        new spool file; the caller can drop ``data`` afterwards."""
+        writer = self.writer(rel)
+        try:
+            writer.write(data)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.finish()
+
+    def writer(self, rel: str) -> SpoolWriter:
+        """A spool file written piece by piece (a network answer read in
+        blocks), hashed as it is written: ``finish()`` gives its OutputFile."""
+        return SpoolWriter(rel, self._fresh(rel))
+
+    def adopt_file(self, rel: str, dir_fd: int, name: str, size: int, sha256: str) -> OutputFile:
+        """Move the regular file ``name`` in the directory ``dir_fd`` (already
+        checked and hashed by the caller, and written by nobody any more) into
+        the spool: a rename on one filesystem, else a kernel copy."""
+        dest = self._fresh(rel)
+        try:
+            os.rename(name, dest, src_dir_fd=dir_fd)
+        except OSError:
+            src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+            try:
+                out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    copy_range(src, 0, size, out)
+                finally:
+                    os.close(out)
+            finally:
+                os.close(src)
+        os.chmod(dest, 0o600)
+        return OutputFile(rel=rel, path=str(dest), size=size, sha256=sha256)
+
+    def close(self) -> None:
+        from gflite.gwasm import guestfs
+
+        with contextlib.suppress(OSError):
+            guestfs.remove_tree(self.root)
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SpoolWriter:
+    """One spool file being written; see :meth:`Spool.writer`."""
+
+    def __init__(self, rel: str, path: Path) -> None:
+        self.rel = rel
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        self._hash.update(view)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self.size += len(data)
+
+    def finish(self) -> OutputFile:
+        os.close(self._fd)
+        self._fd = -1
+        return OutputFile(rel=self.rel, path=str(self.path), size=self.size, sha256=self._hash.hexdigest())
+
+    def abort(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+# --- copying -------------------------------------------------------------------
+
+
+def copy_range(src: int, offset: int, size: int, dst: int) -> None:
+    """Copy ``size`` bytes at ``offset`` of ``src`` to ``dst``'s current position
+    without bringing them into Python: ``copy_file_range`` (file to file),
+    else ``sendfile`` (file to pipe or socket), else a plain bounded loop."""
+    pos, end = offset, offset + size
+    try:
+        regular = stat.S_ISREG(os.fstat(dst).st_mode)
+    except OSError:
+        regular = False
+    if regular and hasattr(os, "copy_file_range"):
+        try:
+            while pos < end:
+                n = os.copy_file_range(src, dst, end - pos, pos)
+                if n == 0:
+                    raise OSError(f"source ended {end - pos} bytes early")
+                pos += n
+            return
+        except OSError as exc:
+            if pos != offset or exc.errno is None:  # partly copied, or a short source
+                raise
+    if hasattr(os, "sendfile"):
+        try:
+            while pos < end:
+                n = os.sendfile(dst, src, pos, min(end - pos, 1 << 30))
+                if n == 0:
+                    raise OSError(f"source ended {end - pos} bytes early")
+                pos += n
+            return
+        except OSError as exc:
+            if pos != offset or exc.errno is None:
+                raise
+    while pos < end:
+        block = os.pread(src, min(BLOCK, end - pos), pos)
+        if not block:
+            raise OSError(f"source ended {end - pos} bytes early")
+        view = memoryview(block)
+        while view:
+            view = view[os.write(dst, view) :]
+        pos += len(block)
+
+
+def stream_checked(src: int, offset: int, size: int, sha256: str, start: int, length: int,
+                   write) -> None:  # type: ignore[no-untyped-def]
+    """Read the ``size`` bytes at ``offset`` of ``src`` once, in bounded blocks,
+    hashing all of them and handing ``write`` those in ``[start, start+length)``
+    (absolute offsets); DamagedError at the end if the hash is not ``sha256``."""
+    h = hashlib.sha256()
+    pos, end = offset, offset + size
+    stop = start + length
+    while pos < end:
+        block = os.pread(src, min(BLOCK, end - pos), pos)
+        if not block:
+            raise DamagedError(f"source ended {end - pos} bytes early")
+        h.update(block)
+        lo, hi = max(pos, start), min(pos + len(block), stop)
+        if lo < hi:
+            write(memoryview(block)[lo - pos : hi - pos])
+        pos += len(block)
+    if h.hexdigest() != sha256:
+        raise DamagedError("bytes do not match their recorded sha256")
+
+
+def copy_checked(src: int, offset: int, size: int, sha256: str, write) -> None:  # type: ignore[no-untyped-def]
+    """Hand ``size`` bytes at ``offset`` of ``src`` to ``write(block)`` in
+    bounded blocks, hashing them on the way; DamagedError (after the last
+    block) if they are not what ``sha256`` says."""
+    h = hashlib.sha256()
+    pos, end = offset, offset + size
+    while pos < end:
+        block = os.pread(src, min(BLOCK, end - pos), pos)
+        if not block:
+            raise DamagedError(f"source ended {end - pos} bytes early")
+        h.update(block)
+        write(block)
+        pos += len(block)
+    if h.hexdigest() != sha256:
+        raise DamagedError("bytes do not match their recorded sha256")
