@@ -19,11 +19,11 @@ def default_workers() -> int:
 def make_executor(*, workers: int | None = None, cluster: str | None = None,
                   files: bool = False) -> Executor:
     """The local executor (all cores), or the Dask one when a scheduler address is given.
-    ``files``: the local executor returns outputs as spool files (see gflite.gwasm.spool)."""
+    ``files``: outputs come back as spool files, not bytes (see gflite.gwasm.spool)."""
     if cluster:
         from gflite.gwasm.executors.dask import DaskExecutor
 
-        return DaskExecutor.from_env(cluster)
+        return DaskExecutor.from_env(cluster, files=files)
     from gflite.gwasm.executors.local import LocalExecutor
 
     return LocalExecutor(workers or default_workers(), files=files)

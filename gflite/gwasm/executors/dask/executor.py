@@ -28,7 +28,7 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ from gflite.gwasm.executors.base import Executor, Provider
 from gflite.gwasm.executors.dask import messages, requestor, tasks
 from gflite.gwasm.executors.dask.requestor import MessageTooLarge
 from gflite.gwasm.executors.local import LOAD_GRACE
+from gflite.gwasm.spool import Spool
 from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ class DaskExecutor(Executor):
         stale_after: float = 30.0,
         poll_interval: float = 0.5,
         rejoin_grace: float = 10.0,
+        files: bool = False,
     ) -> None:
         try:
             import distributed
@@ -158,6 +160,9 @@ class DaskExecutor(Executor):
         self.stale_after = stale_after
         self.poll_interval = poll_interval
         self.rejoin_grace = rejoin_grace
+        # files: each accepted answer's outputs go to this spool as they arrive,
+        # so the dispatcher and the writer hold a path, not the audio.
+        self._spool = Spool() if files else None
         try:
             asyncio.run(_probe(address, security.get_connection_args("client"), connect_timeout))
         except Exception as exc:
@@ -484,10 +489,17 @@ class DaskExecutor(Executor):
             return self._malformed(attempt, f"an answer of {size} bytes (the limits allow {cap})")
         blob = f.result(timeout=self.grace)
         try:
-            return messages.decode_answer(blob, attempt.subtask, attempt.limits,
-                                          attempt.provider, time.monotonic() - attempt.started)
+            result = messages.decode_answer(blob, attempt.subtask, attempt.limits,
+                                            attempt.provider, time.monotonic() - attempt.started)
         except messages.Malformed as exc:
             return self._malformed(attempt, str(exc))
+        del blob
+        if self._spool is None or not result.ok:
+            return result
+        # The sha256 is this machine's, taken as the bytes are written: the
+        # dispatcher still checks the provider against what it sent.
+        return replace(result, outputs=tuple((rel, self._spool.adopt_bytes(rel, data))
+                                             for rel, data in result.outputs))
 
     def _malformed(self, attempt: _Attempt, what: str) -> SubtaskResult:
         """Refuse an answer and exclude its provider from all further work."""
@@ -567,6 +579,8 @@ class DaskExecutor(Executor):
                 pass
         requestor.release_read_cap(self)
         self._collector.shutdown(wait=False, cancel_futures=True)
+        if self._spool is not None:
+            self._spool.close()
         try:
             self._client.close(timeout=2)
         except Exception:
