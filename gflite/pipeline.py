@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from gflite.gwasm.cache import ResultCache
     from gflite.gwasm.execution import TaskReport
     from gflite.gwasm.executors.base import Executor
+    from gflite.timings import Timeline
 
 STDIN = "-"
 STDOUT = "-"
@@ -88,6 +89,10 @@ class Job:
     replacements: Replacements | None = None  # --replace (a book's are applied while composing it)
     split: bool = False  # --split chapters: output is a folder, one file per chapter
     split_format: str = "m4a"
+    # Read-along (gflite.timings, gflite.subtitles); any of these sets options.timings.
+    subtitles: str | None = None  # --subtitles FILE.srt|FILE.vtt
+    subtitle_words: bool = False  # --subtitles-words: a cue per word
+    timings: str | None = None  # --timings FILE.json
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,7 @@ class Summary:
     chapters: int = 0  # chapter marks written
     pauses: int = 0  # silences inserted
     files: tuple[str, ...] = ()  # --split chapters: the files written
+    timeline: Timeline | None = None  # word and sentence times, when the job asked for them
 
 
 def plan_chunks(text: str, job: Job, cuts: tuple[Cut, ...] = ()) -> tuple[Chunk, ...]:
@@ -201,6 +207,10 @@ def render(
         if writer is not None:
             writer.abort()
         raise
+    if summary.timeline is not None:  # read-along hook: after the audio is in place
+        from gflite import subtitles
+
+        subtitles.write_all(summary.timeline, subtitles=job.subtitles, words=job.subtitle_words, timings=job.timings)
     if writer is None:
         return summary
     from gflite.bookwriter import ChapterSplitWriter
@@ -293,6 +303,11 @@ def _render(
     results = execution.run_task(program, tasks, terms, workers=workers, cluster=job.cluster,
                                  cache=cache, on_result=finished, report=report, on_start=started_on)
     marks = silences = 0
+    timeline = None
+    if job.options.timings:  # read-along hook
+        from gflite import timings
+
+        timeline, chunk_of = timings.Timeline(text.text, job.options.voice.rate), {c.index: c for c in chunks}
     try:
         for result in results:
             cut = at_chunk.get(result.index)
@@ -303,6 +318,9 @@ def _render(
                 if cut.chapter is not None:
                     writer.begin_chapter(cut.chapter)
                     marks += 1
+            if timeline is not None:  # read-along hook: before the piece, after its pause
+                timings.chunk_outputs(timeline, chunk_of[result.index], dict(result.outputs), cut,
+                                      writer.samples if writer is not None else None)
             if writer is not None:
                 writer.add(dict(result.outputs)[synth.OUT_NAME])
                 _flush(writer)
@@ -325,6 +343,7 @@ def _render(
         replaced_words=replaced,
         chapters=marks,
         pauses=silences,
+        timeline=timeline,
     )
 
 
