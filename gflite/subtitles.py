@@ -71,10 +71,12 @@ def vtt(timeline: Timeline, *, words: bool = False) -> str:
 
 
 def records(timeline: Timeline) -> dict[str, object]:
-    """The JSON document: the sample rate, chapters, and one record per word."""
+    """The JSON document: the sample rate, the audio's length in samples, chapters,
+    and one record per word."""
     rate = timeline.sample_rate
     return {
         "sample_rate": rate,
+        "samples": timeline.samples,
         "chapters": timeline.chapters,
         "words": [
             {

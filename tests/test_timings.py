@@ -1,0 +1,195 @@
+"""Word and sentence times in the whole book (gflite.timings), end to end through
+``gflite --timings/--subtitles``, against native flite, the oracle."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import wave
+from pathlib import Path
+
+import pytest
+
+from gflite import synth, timings
+from gflite.chunking import split
+from gflite.errors import UsageError
+from gflite.timings_file import TimingsError
+from oracle import run_native
+
+ROOT = Path(__file__).resolve().parent.parent
+SENTENCES = (
+    "Hello there.",
+    "It is 10:30, and 3 people are waiting.",
+    'A second paragraph, with "quotes" here!',
+    "Dr. Ellis paid $12.50 for 2 tickets.",
+)
+TEXT = f"{SENTENCES[0]} {SENTENCES[1]}\n\n{SENTENCES[2]} {SENTENCES[3]}\n"
+LONG = (ROOT / "sample_texts" / "long.txt").read_text("ascii")
+
+
+def gflite(*args: str) -> None:
+    """``gflite ARGS`` in-process; fails the test on a non-zero exit."""
+    from gflite import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["-q", "-j", "2", *args])
+    assert exc.value.code == 0
+
+
+def frames(wav: Path) -> tuple[int, int]:
+    with wave.open(str(wav)) as w:
+        return w.getnframes(), w.getframerate()
+
+
+def words(path: Path) -> list[dict]:
+    return json.loads(path.read_text("utf-8"))["words"]
+
+
+def test_word_ends_are_native_segment_ends_from_each_utterances_start_sample(native_flite: str,
+                                                                            tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text(TEXT)
+    gflite(str(src), str(tmp_path / "out.wav"), "-voice", "kal16", "--subtasks", "2",
+           "--timings", str(tmp_path / "t.json"))
+    got = words(tmp_path / "t.json")
+    total, rate = frames(tmp_path / "out.wav")
+    # The oracle: each sentence alone through native flite gives its sample count
+    # (so where it starts in the whole) and, with -psdur, its segment end times.
+    start, ends_of = 0, []
+    for sentence in SENTENCES:
+        run_native(native_flite, ["-voice", "kal16", "-t", sentence, "-o", "s.wav"], tmp_path)
+        psdur = run_native(native_flite, ["-voice", "kal16", "-psdur", "-t", sentence, "-o", "none"], tmp_path)
+        segment_ends = [float(seg.rsplit(":", 1)[1]) for seg in psdur.stdout.decode().split()]
+        ends_of.append([start + round(e * rate) for e in segment_ends])
+        start += frames(tmp_path / "s.wav")[0]
+    assert start == total
+    # -psdur prints milliseconds: that rounding plus one sample.
+    tolerance = rate // 2000 + 1
+    assert [w["sentence"] for w in got] == [i for i, s in enumerate(SENTENCES) for _ in s.split()]
+    for i, ends in enumerate(ends_of):
+        mine = [w for w in got if w["sentence"] == i]
+        at = -1
+        for w in mine:
+            later = [k for k, e in enumerate(ends) if abs(e - w["end_sample"]) <= tolerance and k > at]
+            assert later, f"{w} ends at no native segment end after #{at}: {ends}"
+            at = later[0]
+            assert w["end"] == w["end_sample"] / rate
+        assert at == len(ends) - 2  # the last word ends at the last segment before the final pause
+    # Each word's text and span are its place in the text.
+    assert [w["text"] for w in got] == TEXT.split()
+    assert all(TEXT[w["span"][0]:w["span"][1]] == w["text"] for w in got)
+
+
+def test_a_longer_text_in_four_chunks_has_the_times_of_one_chunk(native_flite: str, tmp_path: Path) -> None:
+    src = tmp_path / "long.txt"
+    src.write_text(LONG)
+    for n in (1, 4):
+        gflite(str(src), str(tmp_path / f"{n}.wav"), "-voice", "kal16", "--subtasks", str(n),
+               "--timings", str(tmp_path / f"{n}.json"))
+    got = words(tmp_path / "4.json")
+    assert got == words(tmp_path / "1.json")  # chunk starts come out where one flite puts them
+    assert len(got) == len(LONG.split())
+    for a, b in zip(got, got[1:]):
+        assert a["start_sample"] <= a["end_sample"] <= b["start_sample"]
+        assert a["sentence"] <= b["sentence"]
+    total, rate = frames(tmp_path / "4.wav")
+    assert json.loads((tmp_path / "4.json").read_text())["samples"] == total
+    # After the last word only (part of) flite's final pause is left: native -psdur's
+    # last segment, which the audio cuts short (its end is past the WAV's).
+    psdur = run_native(native_flite, ["-voice", "kal16", "-psdur", "-f", str(src), "-o", "none"], tmp_path)
+    last = [float(seg.rsplit(":", 1)[1]) for seg in psdur.stdout.decode().splitlines()[-1].split()]
+    final_pause = total - got[-1]["end_sample"]
+    assert 0 < final_pause <= round((last[-1] - last[-2]) * rate)
+
+
+def test_sentence_silence_moves_each_cue_by_exactly_its_pauses(tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text(TEXT)
+    gflite(str(src), str(tmp_path / "a.wav"), "-voice", "kal16", "--timings", str(tmp_path / "a.json"))
+    gflite(str(src), str(tmp_path / "b.wav"), "-voice", "kal16", "--timings", str(tmp_path / "b.json"),
+           "--sentence-silence", "0.5")
+    rate = frames(tmp_path / "a.wav")[1]
+    plain, paused = words(tmp_path / "a.json"), words(tmp_path / "b.json")
+    assert len(plain) == len(paused)
+    for a, b in zip(plain, paused):
+        # Sentence k has k pauses before it, each round(0.5 * rate) samples.
+        assert b["start_sample"] - a["start_sample"] == a["sentence"] * round(0.5 * rate)
+        assert b["end_sample"] - a["end_sample"] == a["sentence"] * round(0.5 * rate)
+
+
+@pytest.mark.parametrize("kind", ["srt", "vtt"])
+def test_subtitles_parse_with_ffmpeg_and_cues_are_the_sentences(kind: str, tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text(TEXT)
+    out = tmp_path / f"out.{kind}"
+    gflite(str(src), str(tmp_path / "out.wav"), "-voice", "kal16", "--subtitles", str(out))
+    fmt = "srt" if kind == "srt" else "webvtt"
+    proc = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", fmt, "-"],
+                          capture_output=True, check=True, timeout=60)
+    assert proc.stderr == b""
+    blocks = [b.splitlines() for b in proc.stdout.decode().strip().split("\n\n")]
+    cues = [b for b in blocks if any("-->" in line for line in b)]
+    texts = [" ".join(b[[i for i, line in enumerate(b) if "-->" in line][0] + 1:]) for b in cues]
+    assert texts == list(SENTENCES)
+
+
+def test_word_cues_one_per_word(tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text(TEXT)
+    out = tmp_path / "w.srt"
+    gflite(str(src), "-o", "none", "-voice", "kal16", "--subtitles", str(out), "--subtitles-words")
+    proc = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "srt", "-"],
+                          capture_output=True, check=True, timeout=60)
+    cues = proc.stdout.decode().strip().split("\n\n")
+    assert [c.splitlines()[2] for c in cues] == TEXT.split()
+
+
+def test_timings_replay_from_the_cache(tmp_path: Path, fresh_cache: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text(TEXT)
+    gflite(str(src), str(tmp_path / "a.wav"), "-voice", "kal16", "--timings", str(tmp_path / "a.json"))
+    assert any(fresh_cache.rglob("*")), "nothing was cached"
+    before = sorted(p.name for p in fresh_cache.rglob("*"))
+    gflite(str(src), str(tmp_path / "b.wav"), "-voice", "kal16", "--timings", str(tmp_path / "b.json"))
+    assert sorted(p.name for p in fresh_cache.rglob("*")) == before  # replayed, nothing new stored
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+
+
+def test_subtasks_ask_for_timings_only_when_told() -> None:
+    chunks = split(TEXT, subtasks=1)
+    voice = synth.Voice("kal16")
+    plain = synth.subtasks(chunks, synth.SynthOptions(voice))[0]
+    asked = synth.subtasks(chunks, synth.SynthOptions(voice, timings=True))[0]
+    assert plain.outputs == (synth.OUT_NAME,) and not any("timings_file" in a for a in plain.args)
+    assert asked.outputs == (synth.OUT_NAME, synth.TIMINGS_NAME)
+    assert asked.digest != plain.digest
+    assert plain.args == ("-f", synth.IN_NAME, "-o", synth.OUT_NAME, "-voice", "kal16")  # as before: same cache keys
+
+
+def _wav(samples: int) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(b"\0\0" * samples)
+    return buf.getvalue()
+
+
+def test_a_timing_file_that_disagrees_with_its_audio_is_refused() -> None:
+    chunk = split("Hello there.", subtasks=1)[0]
+    line = b"gflite-timings 1\nU 100 16000\nW 0 0.0 0.005 Hello\n"
+    timeline = timings.Timeline(chunk.text, 16000)
+    with pytest.raises(TimingsError, match="other samples"):
+        timings.chunk_outputs(timeline, chunk, {synth.OUT_NAME: _wav(99), synth.TIMINGS_NAME: line}, None, 0)
+    with pytest.raises(TimingsError, match="without its timing file"):
+        timings.chunk_outputs(timeline, chunk, {synth.OUT_NAME: _wav(100)}, None, 0)
+    timings.chunk_outputs(timeline, chunk, {synth.OUT_NAME: _wav(100), synth.TIMINGS_NAME: line}, None, 7)
+    assert [(w.start, w.end, w.text, w.span) for w in timeline.words] == [(7, 87, "Hello", (0, 5))]
+
+
+@pytest.mark.parametrize("args", [["--subtitles", "x.txt"], ["--subtitles-words"],
+                                  ["--subtitles", "x.srt", "--split", "chapters"]])
+def test_bad_read_along_flags_are_usage_errors(args: list[str], tmp_path: Path) -> None:
+    from gflite import cli
+
+    with pytest.raises(UsageError):
+        cli.run(["-t", "Hi.", "-o", str(tmp_path / "o.wav"), *args])
