@@ -193,3 +193,26 @@ def test_bad_read_along_flags_are_usage_errors(args: list[str], tmp_path: Path) 
 
     with pytest.raises(UsageError):
         cli.run(["-t", "Hi.", "-o", str(tmp_path / "o.wav"), *args])
+
+
+def test_without_audio_out_the_pauses_are_counted_the_same(tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text(TEXT)
+    for out in ("a.wav", "none"):
+        gflite(str(src), "-o", out if out == "none" else str(tmp_path / out), "-voice", "kal16",
+               "--sentence-silence", "0.5", "--paragraph-silence", "0.25", "--timings", str(tmp_path / f"{out}.json"))
+    assert (tmp_path / "a.wav.json").read_bytes() == (tmp_path / "none.json").read_bytes()
+
+
+def test_a_book_has_chapters_and_its_pauses_in_the_times(tmp_path: Path) -> None:
+    book = ROOT / "sample_texts" / "the_lamplighter.md"
+    gflite(str(book), str(tmp_path / "b.wav"), "-voice", "kal16", "--timings", str(tmp_path / "b.json"))
+    doc = json.loads((tmp_path / "b.json").read_text())
+    total, _ = frames(tmp_path / "b.wav")
+    assert doc["samples"] == total  # chapter and paragraph pauses included
+    assert len(doc["chapters"]) == 4
+    firsts = {}
+    for w in doc["words"]:
+        firsts.setdefault(w["chapter"], w["text"])
+    assert list(firsts) == [0, 1, 2, 3]
+    assert [firsts[i] for i in range(4)] == [t.split()[0] for t in doc["chapters"]]
