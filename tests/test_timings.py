@@ -216,3 +216,12 @@ def test_a_book_has_chapters_and_its_pauses_in_the_times(tmp_path: Path) -> None
         firsts.setdefault(w["chapter"], w["text"])
     assert list(firsts) == [0, 1, 2, 3]
     assert [firsts[i] for i in range(4)] == [t.split()[0] for t in doc["chapters"]]
+
+
+def test_redundant_providers_agree_on_the_timing_files(tmp_path: Path, fresh_cache: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text(TEXT)
+    gflite(str(src), str(tmp_path / "a.wav"), "-voice", "kal16", "--timings", str(tmp_path / "a.json"))
+    gflite(str(src), str(tmp_path / "r.wav"), "-voice", "kal16", "--subtasks", "2", "--redundancy", "2",
+           "--no-cache", "--timings", str(tmp_path / "r.json"))
+    assert words(tmp_path / "r.json") == words(tmp_path / "a.json")
