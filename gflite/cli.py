@@ -354,7 +354,7 @@ def _run(args: SimpleNamespace) -> None:
 
 def _read_along(args: SimpleNamespace) -> tuple[Optional[str], bool, Optional[str]]:
     """--subtitles, --subtitles-words and --timings, checked before any work starts."""
-    from gflite.subtitles import subtitle_format
+    from gflite.subtitles import check_writable, subtitle_format
 
     subtitles, words, timings_json = args.read_along
     if subtitles is not None:
@@ -364,6 +364,9 @@ def _read_along(args: SimpleNamespace) -> tuple[Optional[str], bool, Optional[st
     if (subtitles or timings_json) and args.split is not None:
         # Times are in the whole book's audio; each chapter file starts again at 0.
         raise UsageError("--subtitles and --timings are for one audio file, not --split chapters")
+    for path in (subtitles, timings_json):
+        if path is not None:
+            check_writable(path)
     return subtitles, words, timings_json
 
 

@@ -94,6 +94,17 @@ def records(timeline: Timeline) -> dict[str, object]:
     }
 
 
+def check_writable(path: str) -> None:
+    """Before any work: a read-along file must be able to go where it is asked to."""
+    target = outputs.resolve(path)
+    if target.stream:
+        return
+    if target.path.is_dir():
+        raise OutputError(f"{path} is a directory; give a file name")
+    if not target.path.parent.is_dir():
+        raise OutputError(f"output directory does not exist: {target.path.parent}")
+
+
 def write(path: str, data: str) -> None:
     """Write ``data`` to ``path`` whole or not at all (temporary file beside it, then a rename)."""
     target = outputs.resolve(path)
@@ -107,6 +118,9 @@ def write(path: str, data: str) -> None:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(data)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private
             os.replace(tmp, target.path)
         except BaseException:
             os.unlink(tmp)

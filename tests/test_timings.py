@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import wave
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from gflite import synth, timings
 from gflite.chunking import split
-from gflite.errors import UsageError
+from gflite.errors import OutputError, UsageError
 from gflite.timings_file import TimingsError
 from oracle import run_native
 
@@ -225,3 +226,24 @@ def test_redundant_providers_agree_on_the_timing_files(tmp_path: Path, fresh_cac
     gflite(str(src), str(tmp_path / "r.wav"), "-voice", "kal16", "--subtasks", "2", "--redundancy", "2",
            "--no-cache", "--timings", str(tmp_path / "r.json"))
     assert words(tmp_path / "r.json") == words(tmp_path / "a.json")
+
+
+@pytest.mark.parametrize("where", ["missing/t.json", "."])
+def test_a_read_along_file_that_cannot_be_written_fails_before_any_work(where: str, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from gflite import cli
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OutputError):
+        cli.run(["-t", "Hi.", "-o", "o.wav", "--timings", where])
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_files_are_written_whole_with_the_usual_permissions(tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text(TEXT)
+    gflite(str(src), "-o", "none", "-voice", "kal16", "--subtitles", str(tmp_path / "s.vtt"))
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "s.vtt").stat().st_mode & 0o777 == 0o666 & ~umask
