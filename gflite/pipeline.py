@@ -307,7 +307,8 @@ def _render(
     if job.options.timings:  # read-along hook
         from gflite import timings
 
-        timeline, chunk_of = timings.Timeline(text.text, job.options.voice.rate), {c.index: c for c in chunks}
+        timeline = timings.Timeline(text.text, job.options.voice.rate, positions=job.source.kind != "text")
+        chunk_of = {c.index: c for c in chunks}
     try:
         for result in results:
             cut = at_chunk.get(result.index)

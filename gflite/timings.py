@@ -56,13 +56,17 @@ class SentenceTime:
 class Timeline:
     """Collects chunks' timings in book order; see the module docstring."""
 
-    def __init__(self, text: str, sample_rate: int) -> None:
+    def __init__(self, text: str, sample_rate: int, *, positions: bool = True) -> None:
         self.text = text
+        # flite's file_pos is the token's offset for -f; for -t it is something else
+        # (past the token), so there tokens are placed by their names, in order.
+        self.positions = positions
         self.sample_rate = sample_rate  # until a chunk says otherwise
         self.samples = 0  # where the next chunk starts unless told
         self.sentences: list[SentenceTime] = []
         self.chapter: int | None = None
         self.chapters: list[str] = []
+        self._cursor = 0  # characters into the current chunk past the last token placed
 
     @property
     def words(self) -> tuple[WordTime, ...]:
@@ -84,7 +88,7 @@ class Timeline:
             raise TimingsError(f"chunk {chunk.index + 1}: its timing file counts other samples than its audio")
         if start is not None:
             self.samples = start
-        data = chunk.data
+        data, self._cursor = chunk.data, 0
         at = self.samples
         for utt in utterances:
             self.sample_rate = utt.sample_rate
@@ -101,7 +105,7 @@ class Timeline:
         for token in utt.tokens:
             start = at + round(token.start * rate)
             end = max(start, at + round(token.end * rate))
-            span = self._span(token.file_pos, chunk, data)
+            span = self._span(token.file_pos, token.name, chunk, data)
             text = self.text[span[0]:span[1]] if span is not None else token.name
             words.append(WordTime(index, start, end, text, span, self.chapter))
         spans = [w.span for w in words if w.span is not None]
@@ -110,15 +114,30 @@ class Timeline:
         self.sentences.append(SentenceTime(index, words[0].start, words[-1].end, " ".join(said.split()),
                                            span, tuple(words), self.chapter))
 
-    def _span(self, file_pos: int, chunk: Chunk, data: bytes) -> tuple[int, int] | None:
-        if not 0 <= file_pos < len(data):
-            return None
-        # Bytes into the chunk → characters (the text is ASCII but for SSML).
-        begin = chunk.start + len(data[:file_pos].decode("utf-8", "ignore"))
+    def _span(self, file_pos: int, name: str, chunk: Chunk, data: bytes) -> tuple[int, int] | None:
+        """The token's place in the text: where ``file_pos`` says if the token's
+        name is there (past its leading punctuation), else the name's next
+        occurrence after the previous token."""
+        text, begin = chunk.text, -1
+        if self.positions and 0 <= file_pos <= len(data):
+            at = len(data[:file_pos].decode("utf-8", "ignore"))  # bytes → characters (SSML may be non-ASCII)
+            word_end = at
+            while word_end < len(text) and text[word_end] not in _WHITESPACE:
+                word_end += 1
+            if name in text[at:word_end]:
+                begin = at
+        if begin < 0:
+            found = text.find(name, self._cursor)
+            if found < 0:
+                return None
+            begin = found
+            while begin > self._cursor and text[begin - 1] not in _WHITESPACE:
+                begin -= 1
         end = begin
-        while end < chunk.end and self.text[end] not in _WHITESPACE:
+        while end < len(text) and text[end] not in _WHITESPACE:
             end += 1
-        return (begin, end)
+        self._cursor = end
+        return (chunk.start + begin, chunk.start + end)
 
 
 def chunk_outputs(timeline: Timeline, chunk: Chunk, outputs: dict[str, bytes], cut: Cut | None,

@@ -247,3 +247,12 @@ def test_files_are_written_whole_with_the_usual_permissions(tmp_path: Path) -> N
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "s.vtt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_literal_text_words_find_their_places(tmp_path: Path) -> None:
+    # flite's -t gives other token positions than -f: the words are placed by name.
+    said = 'the the "end", and. the'
+    gflite("-t", said, "-o", "none", "--timings", str(tmp_path / "t.json"))
+    got = words(tmp_path / "t.json")
+    assert [w["text"] for w in got] == said.split()
+    assert all(said[w["span"][0]:w["span"][1]] == w["text"] for w in got)
