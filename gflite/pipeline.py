@@ -307,7 +307,8 @@ def _render(
     if job.options.timings:  # read-along hook
         from gflite import timings
 
-        timeline = timings.Timeline(text.text, job.options.voice.rate, positions=job.source.kind != "text")
+        timeline = timings.Timeline(text.text, job.options.voice.rate, positions=job.source.kind != "text",
+                                    ssml=job.options.ssml)
         chunk_of = {c.index: c for c in chunks}
     try:
         for result in results:

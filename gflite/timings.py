@@ -56,8 +56,10 @@ class SentenceTime:
 class Timeline:
     """Collects chunks' timings in book order; see the module docstring."""
 
-    def __init__(self, text: str, sample_rate: int, *, positions: bool = True) -> None:
+    def __init__(self, text: str, sample_rate: int, *, positions: bool = True, ssml: bool = False) -> None:
         self.text = text
+        # A token's span ends at white space, and in SSML also where a tag starts.
+        self._stops = _WHITESPACE + "<" if ssml else _WHITESPACE
         # flite's file_pos is the token's offset for -f; for -t it is something else
         # (past the token), so there tokens are placed by their names, in order.
         self.positions = positions
@@ -122,7 +124,7 @@ class Timeline:
         if self.positions and 0 <= file_pos <= len(data):
             at = len(data[:file_pos].decode("utf-8", "ignore"))  # bytes → characters (SSML may be non-ASCII)
             word_end = at
-            while word_end < len(text) and text[word_end] not in _WHITESPACE:
+            while word_end < len(text) and text[word_end] not in self._stops:
                 word_end += 1
             if name in text[at:word_end]:
                 begin = at
@@ -131,10 +133,10 @@ class Timeline:
             if found < 0:
                 return None
             begin = found
-            while begin > self._cursor and text[begin - 1] not in _WHITESPACE:
+            while begin > self._cursor and text[begin - 1] not in self._stops and text[begin - 1] != ">":
                 begin -= 1
         end = begin
-        while end < len(text) and text[end] not in _WHITESPACE:
+        while end < len(text) and text[end] not in self._stops:
             end += 1
         self._cursor = end
         return (chunk.start + begin, chunk.start + end)

@@ -256,3 +256,13 @@ def test_literal_text_words_find_their_places(tmp_path: Path) -> None:
     got = words(tmp_path / "t.json")
     assert [w["text"] for w in got] == said.split()
     assert all(said[w["span"][0]:w["span"][1]] == w["text"] for w in got)
+
+
+def test_ssml_words_stop_at_tags(tmp_path: Path) -> None:
+    src = tmp_path / "in.ssml"
+    src.write_text('<speak>Hello <break time="300ms"/> there, my friend. <prosody rate="slow">Slow words.</prosody></speak>')
+    gflite("-ssml", "-f", str(src), "-o", "none", "-voice", "kal16", "--subtitles", str(tmp_path / "s.srt"),
+           "--timings", str(tmp_path / "t.json"))
+    assert [w["text"] for w in words(tmp_path / "t.json")] == ["Hello", "there,", "my", "friend.", "Slow", "words."]
+    cues = (tmp_path / "s.srt").read_text().strip().split("\n\n")
+    assert [c.splitlines()[2] for c in cues] == ["Hello", "there, my friend.", "Slow words."]
