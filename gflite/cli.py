@@ -168,6 +168,11 @@ def _command(
     keep_back: bool = typer.Option(False, "--keep-back-matter", help="Books: read index, colophon, bibliography."),
     keep_nonlinear: bool = typer.Option(False, "--keep-nonlinear",
                                         help="EPUB: read spine items marked linear=\"no\" too."),
+    subtitles: Optional[str] = typer.Option(None, "--subtitles", metavar="FILE",
+                                            help="Also write subtitles, a cue per sentence: FILE.srt or FILE.vtt."),
+    subtitle_words: bool = typer.Option(False, "--subtitles-words", help="--subtitles with a cue per word."),
+    timings_json: Optional[str] = typer.Option(None, "--timings", metavar="FILE",
+                                               help="Also write each word's times and text position as JSON."),
     verbose: bool = typer.Option(False, "-v", help="Say what is being done and how fast."),
     subtasks: Optional[int] = typer.Option(None, "--subtasks", min=1, metavar="N",
                                            help="Split into N chunks (default: by text length and voice)."),
@@ -215,6 +220,7 @@ def _command(
             bench=bench, list_chapters=list_chapters, chapters=chapters, split=split, split_format=split_format,
             silences=(sentence_silence, paragraph_silence, chapter_silence), replace=replace_file,
             keep=(keep_notes, keep_toc, keep_front, keep_back, keep_nonlinear),
+            read_along=(subtitles, subtitle_words, timings_json),
         ))
     except (KeyboardInterrupt, BrokenPipeError) as exc:
         # typer would turn these into exit codes of its own (130 returned, or 1
@@ -301,6 +307,7 @@ def _run(args: SimpleNamespace) -> None:
     except _Listed:
         return
 
+    subtitles, subtitle_words, timings_json = _read_along(args)
     features = tuple(
         synth.parse_feature(flag, fv)
         for flag, values in (("--setf", args.setf), ("--seti", args.seti), ("--sets", args.sets), ("-s", args.setany))
@@ -312,6 +319,7 @@ def _run(args: SimpleNamespace) -> None:
         options=synth.SynthOptions(
             voice=synth.resolve_voice(voice), features=features, ssml=args.ssml, prints=args.prints,
             lex_addenda=synth.read_lex_addenda(args.add_lex) if args.add_lex is not None else None,
+            timings=subtitles is not None or timings_json is not None,
         ),
         subtasks=args.subtasks,
         workers=args.workers,
@@ -328,6 +336,9 @@ def _run(args: SimpleNamespace) -> None:
         replacements=replacements,
         split=args.split is not None,
         split_format=args.split_format,
+        subtitles=subtitles,
+        subtitle_words=subtitle_words,
+        timings=timings_json,
     )
     if verbose and args.voicedir is not None:
         _note(f"-voicedir {for_terminal(args.voicedir)}: no effect, as in flite: it is for clunit voices, "
@@ -339,6 +350,24 @@ def _run(args: SimpleNamespace) -> None:
         _play(job, quiet, verbose)
     else:
         _render(job, quiet, verbose)
+
+
+def _read_along(args: SimpleNamespace) -> tuple[Optional[str], bool, Optional[str]]:
+    """--subtitles, --subtitles-words and --timings, checked before any work starts."""
+    from gflite.subtitles import check_writable, subtitle_format
+
+    subtitles, words, timings_json = args.read_along
+    if subtitles is not None:
+        subtitle_format(subtitles)
+    elif words:
+        raise UsageError("--subtitles-words needs --subtitles FILE.srt or FILE.vtt")
+    if (subtitles or timings_json) and args.split is not None:
+        # Times are in the whole book's audio; each chapter file starts again at 0.
+        raise UsageError("--subtitles and --timings are for one audio file, not --split chapters")
+    for path in (subtitles, timings_json):
+        if path is not None:
+            check_writable(path)
+    return subtitles, words, timings_json
 
 
 # Speaking rate for --list-chapters' estimates: characters of text per second

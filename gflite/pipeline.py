@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from gflite.gwasm.cache import ResultCache
     from gflite.gwasm.execution import TaskReport
     from gflite.gwasm.executors.base import Executor
+    from gflite.timings import Timeline
 
 STDIN = "-"
 STDOUT = "-"
@@ -89,6 +90,10 @@ class Job:
     replacements: Replacements | None = None  # --replace (a book's are applied while composing it)
     split: bool = False  # --split chapters: output is a folder, one file per chapter
     split_format: str = "m4a"
+    # Read-along (gflite.timings, gflite.subtitles); any of these sets options.timings.
+    subtitles: str | None = None  # --subtitles FILE.srt|FILE.vtt
+    subtitle_words: bool = False  # --subtitles-words: a cue per word
+    timings: str | None = None  # --timings FILE.json
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,7 @@ class Summary:
     chapters: int = 0  # chapter marks written
     pauses: int = 0  # silences inserted
     files: tuple[str, ...] = ()  # --split chapters: the files written
+    timeline: Timeline | None = None  # word and sentence times, when the job asked for them
 
 
 def plan_chunks(text: str, job: Job, cuts: tuple[Cut, ...] = ()) -> tuple[Chunk, ...]:
@@ -202,6 +208,10 @@ def render(
         if writer is not None:
             writer.abort()
         raise
+    if summary.timeline is not None:  # read-along hook: after the audio is in place
+        from gflite import subtitles
+
+        subtitles.write_all(summary.timeline, subtitles=job.subtitles, words=job.subtitle_words, timings=job.timings)
     if writer is None:
         return summary
     from gflite.bookwriter import ChapterSplitWriter
@@ -310,6 +320,13 @@ def _render(
                                  cache=cache, on_result=finished, report=report, on_start=started_on,
                                  files=True)
     marks = silences = 0
+    timeline = None
+    if job.options.timings:  # read-along hook
+        from gflite import timings
+
+        timeline = timings.Timeline(text.text, job.options.voice.rate, positions=job.source.kind != "text",
+                                    ssml=job.options.ssml)
+        chunk_of = {c.index: c for c in chunks}
     try:
         for result in results:
             cut = at_chunk.get(result.index)
@@ -320,6 +337,9 @@ def _render(
                 if cut.chapter is not None:
                     writer.begin_chapter(cut.chapter)
                     marks += 1
+            if timeline is not None:  # read-along hook: before the piece, after its pause
+                timings.chunk_outputs(timeline, chunk_of[result.index], dict(result.outputs), cut,
+                                      writer.samples if writer is not None else None)
             if writer is not None:
                 _write_piece(writer, result, program, by_index, cache)
             if job.options.prints and on_printout is not None:
@@ -341,6 +361,7 @@ def _render(
         replaced_words=replaced,
         chapters=marks,
         pauses=silences,
+        timeline=timeline,
     )
 
 
@@ -402,9 +423,10 @@ _STREAM_BOUND = 3
 
 def stream_chunks(text: str, job: Job) -> Iterator[Chunk] | None:
     """The text's chunks as they are cut, when the text is long and its cuts are
-    :func:`plan_chunks`' growing cuts (the same ones); else None: plan them first."""
+    :func:`plan_chunks`' growing cuts (the same ones); else None: plan them first
+    (also for printouts and read-along timings, whose hooks take planned chunks)."""
     if (job.options.ssml or job.source.kind == "text" or job.subtasks is not None
-            or job.options.prints or len(text) <= STREAM_CHARS):
+            or job.options.prints or job.options.timings or len(text) <= STREAM_CHARS):
         return None
     from gflite import chunkstream
 

@@ -17,6 +17,7 @@ from gflite.gwasm.subtask import Subtask
 
 IN_NAME = "in.txt"
 OUT_NAME = "out.wav"
+TIMINGS_NAME = "out.tim"  # flite.wasm's word timings (gflite.timings_file), only when asked
 VOICE_FILE = "voice.flitevox"
 LEX_FILE = "addenda.lex"
 # flite's print flags: each chunk's flite prints to its stdout, gflite prints those in order.
@@ -57,6 +58,7 @@ class SynthOptions:
     ssml: bool = False
     prints: tuple[str, ...] = ()  # flite's -pw/-ps/-psdur/-pr REL, as given
     lex_addenda: bytes | None = None  # -add_lex FILE's bytes, shipped with every subtask
+    timings: bool = False  # also write TIMINGS_NAME (--subtitles/--timings); off keeps digests as before
 
     def flite_args(self) -> tuple[str, ...]:
         args: list[str] = []
@@ -67,7 +69,13 @@ class SynthOptions:
             args.append("-ssml")
         if self.lex_addenda is not None:
             args += ["-add_lex", LEX_FILE]
+        if self.timings:
+            args += ["--sets", f"timings_file={TIMINGS_NAME}"]
         return (*args, *self.prints)
+
+    def outputs(self) -> tuple[str, ...]:
+        """Files every subtask returns (and every verification compares)."""
+        return (OUT_NAME, TIMINGS_NAME) if self.timings else (OUT_NAME,)
 
     def inputs(self) -> tuple[tuple[str, bytes], ...]:
         """Files every subtask carries besides its text."""
@@ -167,5 +175,5 @@ def subtask(chunk: Chunk, options: SynthOptions, *, width: int = 5, literal: boo
         name=f"chunk{chunk.index + 1:0{width}d}",
         args=(*(("-t", chunk.text) if literal else ("-f", IN_NAME)), "-o", OUT_NAME, *options.flite_args()),
         inputs=(*(() if literal else ((IN_NAME, chunk.data),)), *options.inputs()),
-        outputs=(OUT_NAME,),
+        outputs=options.outputs(),
     )
