@@ -33,7 +33,8 @@ from gflite.stitching import WavFormat, wav_header  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", default="/work/shared/corpus/news_from_nowhere.txt")
+    ap.add_argument("--corpus", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
+                                               / "news_from_nowhere.txt"))
     ap.add_argument("--seconds", type=float, default=600.0, help="audio to encode (default 600)")
     ap.add_argument("--rate", type=int, default=16000)
     args = ap.parse_args()
