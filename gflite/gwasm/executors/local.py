@@ -44,6 +44,7 @@ import queue
 import time
 import warnings
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -138,45 +139,36 @@ def _mapped_bytes() -> int | None:
 
 
 @contextlib.contextmanager
-def _address_space_cap(headroom: int):  # type: ignore[no-untyped-def]
-    """Cap this process's address space at what it maps now plus ``headroom``
-    while one attempt loads and runs; lifted afterwards."""
+def _soft_limit(which: str, want: int | None) -> Iterator[None]:
+    """Lower the soft limit ``resource.RLIMIT_<which>`` to ``want`` (never above the
+    hard limit) while one attempt loads or runs; restored afterwards. Where the
+    limit cannot be set (not Linux, ``want`` unknown) the attempt runs without it."""
+    try:
+        import resource
+
+        kind = getattr(resource, f"RLIMIT_{which}")
+        soft, hard = resource.getrlimit(kind)
+        if want is None:
+            raise ValueError(f"no value for RLIMIT_{which}")
+        resource.setrlimit(kind, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+    except (ImportError, AttributeError, ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(kind, (soft, hard))
+
+
+def _address_space_cap(headroom: int) -> contextlib.AbstractContextManager[None]:
+    """Cap this process's address space at what it maps now plus ``headroom``."""
     mapped = _mapped_bytes()
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        if mapped is None:
-            raise ValueError("unknown address space")
-        want = mapped + headroom
-        if hard != resource.RLIM_INFINITY:
-            want = min(want, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (want, hard))
-    except (ImportError, ValueError, OSError):
-        yield
-        return
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    return _soft_limit("AS", None if mapped is None else mapped + headroom)
 
 
-@contextlib.contextmanager
-def _file_size_limit(limit: int):  # type: ignore[no-untyped-def]
+def _file_size_limit(limit: int) -> contextlib.AbstractContextManager[None]:
     """Cap every file this process writes at ``limit + 1`` bytes while the guest runs."""
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-        want = limit + 1 if hard == resource.RLIM_INFINITY else min(limit + 1, hard)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (want, hard))
-    except (ImportError, ValueError, OSError):
-        yield
-        return
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    return _soft_limit("FSIZE", limit + 1)
 
 
 def _worker_loop(job_fd: int, result_fd: int, parent_pid: int) -> None:
