@@ -114,13 +114,8 @@ class SubtaskState:
 
     def give_up(self, reason: str, failure: Failure) -> None:
         last = self.attempts[-1].reason if self.attempts else ""
-        self.final = SubtaskResult(
-            index=self.subtask.index,
-            name=self.subtask.name,
-            ok=False,
-            reason=f"{reason} (last attempt: {last})" if last else reason,
-            failure=failure,
-        )
+        self.final = SubtaskResult.failed(
+            self.subtask, f"{reason} (last attempt: {last})" if last else reason, failure)
 
     @property
     def agreeing(self) -> tuple[str, ...]:
@@ -199,8 +194,7 @@ class VerifiedState:
         self._decide()
 
     def drop(self, provider: str, reason: str) -> None:
-        self.quorum.add(SubtaskResult(self.subtask.index, self.subtask.name, ok=False,
-                                      reason=reason, provider=provider, failure=Failure.CANCELLED))
+        self.quorum.add(SubtaskResult.failed(self.subtask, reason, Failure.CANCELLED, provider=provider))
         self._decide()
 
     def give_up(self, reason: str, failure: Failure) -> None:
@@ -221,8 +215,7 @@ class VerifiedState:
             q.abandon(f"{self.failures} replicas failed")
         if q.failed:
             failure = Failure.DISAGREED if q.disagreed else (self._last_failure or Failure.NO_PROVIDER)
-            self.final = SubtaskResult(self.subtask.index, self.subtask.name, ok=False,
-                                       reason=q.report(), failure=failure)
+            self.final = SubtaskResult.failed(self.subtask, q.report(), failure)
 
     @property
     def agreeing(self) -> tuple[str, ...]:

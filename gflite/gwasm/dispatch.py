@@ -339,9 +339,8 @@ class Dispatcher:
         except Exception as exc:  # refused: counts as a failed attempt, so this is bounded
             self.ledger.release(reservation)
             st.start(provider)
-            st.record(SubtaskResult(st.subtask.index, st.subtask.name, ok=False,
-                                    reason=f"cannot submit: {type(exc).__name__}: {exc}",
-                                    provider=provider, failure=Failure.LOST))
+            st.record(SubtaskResult.failed(st.subtask, f"cannot submit: {type(exc).__name__}: {exc}",
+                                           Failure.LOST, provider=provider))
             if st.final is not None:
                 self._conclude(st)
             return
@@ -528,8 +527,7 @@ def _outcome(future: Future[SubtaskResult], subtask: Subtask, provider: str) -> 
         if untyped:
             values["failure"] = Failure.LOST  # maybe the provider's fault: retry elsewhere
         return SubtaskResult(**values)
-    return SubtaskResult(index=subtask.index, name=subtask.name, ok=False, reason=reason,
-                         provider=provider, failure=failure)
+    return SubtaskResult.failed(subtask, reason, failure, provider=provider)
 
 
 def _digest(result: SubtaskResult) -> str:

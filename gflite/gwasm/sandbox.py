@@ -407,14 +407,7 @@ def run_subtask(
     try:
         materialise(subtask, workdir)
     except (ValueError, OSError) as exc:  # e.g. "../x", or "a" both a file and a folder
-        result = SubtaskResult(
-            index=subtask.index,
-            name=subtask.name,
-            ok=False,
-            reason=f"bad input: {exc}",
-            provider=provider,
-            failure=Failure.BAD_INPUT,
-        )
+        result = SubtaskResult.failed(subtask, f"bad input: {exc}", Failure.BAD_INPUT, provider=provider)
     else:
         try:
             result = execute(program, subtask, limits, workdir, provider=provider)
@@ -425,12 +418,6 @@ def run_subtask(
     try:
         remove_tree(workdir)
     except OSError as exc:
-        return SubtaskResult(
-            index=subtask.index,
-            name=subtask.name,
-            ok=False,
-            reason=f"cannot remove the guest's directory {workdir}: {exc}",
-            provider=provider,
-            failure=Failure.LOST,
-        )
+        return SubtaskResult.failed(subtask, f"cannot remove the guest's directory {workdir}: {exc}",
+                                    Failure.LOST, provider=provider)
     return result

@@ -135,6 +135,13 @@ class SubtaskResult:
     # Set on every failed result by whoever made it; None on success.
     failure: Failure | None = None
 
+    @classmethod
+    def failed(cls, subtask: Subtask, reason: str, failure: Failure, *, provider: str = "local",
+               **fields: object) -> SubtaskResult:
+        """A failed attempt of ``subtask``: the one way every stage makes one."""
+        return cls(subtask.index, subtask.name, ok=False, reason=reason, failure=failure,
+                   provider=provider, **fields)  # type: ignore[arg-type]
+
     def __post_init__(self) -> None:
         if not self.digest and self.ok:
             h = hashlib.sha256()

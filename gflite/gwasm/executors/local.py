@@ -190,9 +190,7 @@ def _worker_loop(job_fd: int, result_fd: int, parent_pid: int) -> None:
             _send(result_fd, ("started", None))
             if failed is not None:
                 reason, failure = failed
-                result = SubtaskResult(
-                    index=subtask.index, name=subtask.name, ok=False, reason=reason, provider=provider, failure=failure
-                )
+                result = SubtaskResult.failed(subtask, reason, failure, provider=provider)
             else:
                 with _address_space_cap(sandbox.run_headroom(limits)), _file_size_limit(limits.output_bytes):
                     result = sandbox.execute(program, subtask, limits, Path(workdir), provider=provider,
@@ -200,23 +198,11 @@ def _worker_loop(job_fd: int, result_fd: int, parent_pid: int) -> None:
         except BrokenPipeError:
             return
         except MemoryError:
-            result = SubtaskResult(
-                index=subtask.index,
-                name=subtask.name,
-                ok=False,
-                reason="memory limit exceeded (the worker's address-space cap)",
-                provider=provider,
-                failure=Failure.LIMIT,
-            )
+            result = SubtaskResult.failed(subtask, "memory limit exceeded (the worker's address-space cap)",
+                                          Failure.LIMIT, provider=provider)
         except Exception as exc:  # a bug here must not look like a hung worker
-            result = SubtaskResult(
-                index=subtask.index,
-                name=subtask.name,
-                ok=False,
-                reason=f"worker error: {type(exc).__name__}: {exc}",
-                provider=provider,
-                failure=Failure.LOST,
-            )
+            result = SubtaskResult.failed(subtask, f"worker error: {type(exc).__name__}: {exc}",
+                                          Failure.LOST, provider=provider)
         try:
             _send(result_fd, ("result", result))
         except BrokenPipeError:
@@ -702,16 +688,11 @@ class LocalExecutor(Executor):
 
     @staticmethod
     def _failure(slot: _Slot | None, attempt: _Attempt, reason: str, failure: Failure) -> SubtaskResult:
-        return SubtaskResult(
-            index=attempt.subtask.index,
-            name=attempt.subtask.name,
-            ok=False,
-            reason=reason,
-            provider=slot.provider if slot is not None else "local",
+        return SubtaskResult.failed(
+            attempt.subtask, reason, failure, provider=slot.provider if slot is not None else "local",
             # Like the sandbox's CPU seconds, counted from the guest's start
             # (loading the program is the provider's business).
             seconds=time.monotonic() - attempt.guest_started if attempt.guest_started else 0.0,
-            failure=failure,
         )
 
     def _finish(self, slot: _Slot, result: SubtaskResult) -> None:

@@ -427,8 +427,7 @@ class DaskExecutor(Executor):
 
     @staticmethod
     def _failure(subtask: Subtask, provider: str, reason: str, failure: Failure) -> SubtaskResult:
-        return SubtaskResult(subtask.index, subtask.name, ok=False, reason=reason,
-                             provider=provider, failure=failure)
+        return SubtaskResult.failed(subtask, reason, failure, provider=provider)
 
     def _caller_cancelled(self, attempt: _Attempt, f: cf.Future) -> None:
         if f.cancelled():

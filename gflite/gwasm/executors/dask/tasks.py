@@ -96,8 +96,7 @@ def close() -> None:
 
 
 def _answer(subtask: Subtask, reason: str, failure: Failure) -> bytes:
-    return messages.encode_answer(SubtaskResult(subtask.index, subtask.name, ok=False,
-                                                reason=reason, failure=failure))
+    return messages.encode_answer(SubtaskResult.failed(subtask, reason, failure))
 
 
 _caps: Limits | None = None
@@ -144,8 +143,7 @@ def _wait(future: cf.Future[SubtaskResult], wanted: Callable[[], bool],
         try:
             return future.result(timeout=0.5)
         except cf.CancelledError:
-            return SubtaskResult(subtask.index, subtask.name, ok=False, reason="cancelled",
-                                 failure=Failure.CANCELLED)
+            return SubtaskResult.failed(subtask, "cancelled", Failure.CANCELLED)
         except cf.TimeoutError:
             # Dask cannot stop a running task; when the requestor has given up on
             # it (cancelled, verified already), kill the guest to free the slot.
