@@ -160,9 +160,11 @@ def format_bytes(n: int) -> str:
 # --- reading outputs ---------------------------------------------------------
 
 
-def read_output(workdir: Path, rel: str, budget: int) -> bytes | str:
-    """The bytes of output ``rel``, or a reason string. Walks down from
-    ``workdir`` with O_NOFOLLOW at every level, so no symlink is ever followed."""
+def _open_output(workdir: Path, rel: str, budget: int) -> tuple[int, int, os.stat_result] | str:
+    """Open output ``rel`` under ``workdir`` for reading: (its directory's fd, its
+    fd, its stat), both fds the caller's to close; or a reason string. Walks
+    down with O_NOFOLLOW at every level, so no symlink is ever followed, and
+    refuses anything but a regular file of at most ``budget`` bytes."""
     parts = rel.split("/")
     flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(workdir, _DIR_FLAGS)
@@ -173,20 +175,37 @@ def read_output(workdir: Path, rel: str, budget: int) -> bytes | str:
             fd = sub
         # O_NONBLOCK: were it a FIFO, opening must not hang the host.
         file_fd = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
-    except FileNotFoundError:
-        return f"missing output file {rel}"
     except OSError as exc:
+        os.close(fd)
+        if isinstance(exc, FileNotFoundError):
+            return f"missing output file {rel}"
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             return f"output file {rel} is a symlink or not a file"
         return f"cannot read output file {rel}: {exc.strerror}"
-    finally:
-        os.close(fd)
     try:
         st = os.fstat(file_fd)
-        if not stat.S_ISREG(st.st_mode):
-            return f"output file {rel} is not a regular file"
-        if st.st_size > budget:
-            return "output limit exceeded"
+    except OSError as exc:
+        os.close(file_fd)
+        os.close(fd)
+        return f"cannot read output file {rel}: {exc.strerror}"
+    why = ("" if stat.S_ISREG(st.st_mode) and st.st_size <= budget
+           else "output limit exceeded" if stat.S_ISREG(st.st_mode)
+           else f"output file {rel} is not a regular file")
+    if why:
+        os.close(file_fd)
+        os.close(fd)
+        return why
+    return fd, file_fd, st
+
+
+def read_output(workdir: Path, rel: str, budget: int) -> bytes | str:
+    """The bytes of output ``rel``, or a reason string (see :func:`_open_output`)."""
+    opened = _open_output(workdir, rel, budget)
+    if isinstance(opened, str):
+        return opened
+    fd, file_fd, st = opened
+    os.close(fd)
+    try:
         with os.fdopen(file_fd, "rb", closefd=False) as f:
             # Ask for what fstat saw (plus one byte, to see a file still
             # growing): read(n) allocates n bytes up front.
@@ -200,36 +219,20 @@ def take_output(workdir: Path, rel: str, budget: int, spool: Spool) -> OutputFil
     """Move output ``rel`` out of ``workdir`` into ``spool`` (hashed on the
     way, in bounded blocks), or a reason string, with the checks of
     :func:`read_output`. Only once the guest has ended: nobody writes the tree."""
-    parts = rel.split("/")
-    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(workdir, _DIR_FLAGS)
+    from gflite.gwasm.spool import hash_fd
+
+    opened = _open_output(workdir, rel, budget)
+    if isinstance(opened, str):
+        return opened
+    fd, file_fd, st = opened
     try:
         try:
-            for part in parts[:-1]:
-                sub = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
-                os.close(fd)
-                fd = sub
-            file_fd = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
-        except FileNotFoundError:
-            return f"missing output file {rel}"
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                return f"output file {rel} is a symlink or not a file"
-            return f"cannot read output file {rel}: {exc.strerror}"
-        try:
-            st = os.fstat(file_fd)
-            if not stat.S_ISREG(st.st_mode):
-                return f"output file {rel} is not a regular file"
-            if st.st_size > budget:
-                return "output limit exceeded"
-            from gflite.gwasm.spool import hash_fd
-
             digest = hash_fd(file_fd, st.st_size)
             if os.fstat(file_fd).st_size != st.st_size:
                 return "output limit exceeded"  # still growing: nothing may write it now
         finally:
             os.close(file_fd)
-        return spool.adopt_file(rel, fd, parts[-1], st.st_size, digest)
+        return spool.adopt_file(rel, fd, rel.split("/")[-1], st.st_size, digest)
     finally:
         os.close(fd)
 
