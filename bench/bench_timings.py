@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+
 GFLITE = [sys.executable, "-m", "gflite"]
 
 

@@ -32,8 +32,11 @@ FLOOD = 150 * 1000 * 1000
 
 
 class RunsACommand:
-    def __init__(self, path: str) -> None:
-        self.path = path
+    """Unpickling it runs ``touch PATH``: the payload is its __reduce__ alone (the
+    attack tests send it too; the class itself need not be importable there)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
 
     def __reduce__(self) -> tuple:
         return (os.system, (f"touch {self.path}",))

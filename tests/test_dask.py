@@ -14,9 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import wasmtime
 
-from cluster import Cluster, make_tls
+from cluster import ECHO_WAT, Cluster, echo_subtask, make_program, make_tls
 from gflite.errors import ClusterError, MarketError
 from gflite.gwasm import sandbox
 from gflite.gwasm.executors import dask as dask_executor
@@ -25,28 +24,6 @@ from gflite.gwasm.market import Ledger, Market
 from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 from gflite.gwasm.verify import Quorum
 
-# Writes its arguments (after argv[0], each NUL-terminated) to out.txt.
-ECHO_WAT = r"""
-(module
-  (import "wasi_snapshot_preview1" "args_sizes_get" (func $sizes (param i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "args_get" (func $args (param i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "path_open"
-    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "out.txt")
-  (data (i32.const 3000) "NONCE")
-  (func (export "_start")
-    (drop (call $sizes (i32.const 0) (i32.const 4)))
-    (drop (call $args (i32.const 1024) (i32.const 2048)))
-    (if (call $open (i32.const 3) (i32.const 0) (i32.const 16) (i32.const 7) (i32.const 9)
-                    (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 8))
-      (then unreachable))
-    (i32.store (i32.const 32) (i32.load (i32.const 1028)))
-    (i32.store (i32.const 36) (i32.sub (i32.add (i32.const 2048) (i32.load (i32.const 4)))
-                                       (i32.load (i32.const 1028))))
-    (drop (call $write (i32.load (i32.const 8)) (i32.const 32) (i32.const 1) (i32.const 40)))))
-"""
 SPIN_WAT = '(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))'
 # Sleeps an hour inside the host (poll_oneoff on the monotonic clock).
 SLEEP_WAT = r"""
@@ -59,18 +36,6 @@ SLEEP_WAT = r"""
     (drop (call $poll (i32.const 128) (i32.const 256) (i32.const 1) (i32.const 300)))))
 """
 LIMITS = Limits(subtask_timeout=60.0)
-
-
-def make_program(directory: Path, wat: str, nonce: str = "NONCE") -> Program:
-    """A program with its own sha256 when given its own nonce."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{uuid.uuid4().hex}.wasm"
-    path.write_bytes(wasmtime.wat2wasm(wat.replace('"NONCE"', f'"{nonce}"')))
-    return Program.from_path(path)
-
-
-def echo_subtask(index: int, *words: str) -> Subtask:
-    return Subtask(index, f"echo-{index}", tuple(words), (), ("out.txt",))
 
 
 def oracle(program: Program, subtask: Subtask) -> SubtaskResult:

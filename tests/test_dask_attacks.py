@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from cluster import Cluster, make_tls
+from cluster import ECHO_WAT, Cluster, echo_subtask, make_program, make_tls
+from faulty_preload import RunsACommand
 from gflite.cli_shared import for_terminal
 from gflite.gwasm import execution, sandbox
 from gflite.gwasm.executors.dask import DaskExecutor, tasks
 from gflite.gwasm.market import Market
 from gflite.gwasm.subtask import Failure, Limits, Subtask
-from test_dask import ECHO_WAT, echo_subtask, make_program
 
 HARDENED = os.environ.get("GFLITE_TEST_UNHARDENED") != "1"
 LIMITS = Limits(subtask_timeout=60.0, stdio_bytes=64 << 10, output_bytes=1 << 20)
@@ -118,17 +118,6 @@ def refused(call, sentinel: Path) -> None:
         call()
     time.sleep(GRACE)
     assert not sentinel.exists(), "the attack ran a command"
-
-
-class RunsACommand:
-    """Unpickling it runs ``touch PATH`` (pickled by value: the module is not on
-    the cluster's path, so the payload is the __reduce__ alone)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-
-    def __reduce__(self) -> tuple:
-        return (os.system, (f"touch {self.path}",))
 
 
 # --- a hostile requestor: a bare Client with the requestor's certificate ---------

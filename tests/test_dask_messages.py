@@ -1,13 +1,13 @@
 """Shared message validation and the restricted unpickler, without a cluster."""
 from __future__ import annotations
 
-import os
 import pickle
 import resource
 
 import msgpack
 import pytest
 
+from faulty_preload import Bomb, RunsACommand
 from gflite.gwasm.executors.dask import messages, policies, unpickle
 from gflite.gwasm.executors.dask.messages import Malformed
 from gflite.gwasm.subtask import Failure, Limits, Subtask, SubtaskResult
@@ -76,19 +76,6 @@ def test_a_msgpack_header_claiming_gigabytes_allocates_nothing() -> None:
     with pytest.raises(Malformed):
         messages.decode_answer(b"\xc6\xb2\xd0\x5e\x00", ST, LIMITS, "p", 1.0)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB
-
-
-class RunsACommand:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple:
-        return (os.system, (f"touch {self.path}",))
-
-
-class Bomb:
-    def __reduce__(self) -> tuple:
-        return (bytes, (3_000_000_000,))
 
 
 @pytest.mark.parametrize("policy", [policies.REQUESTOR, policies.SCHEDULER, policies.PROVIDER])
