@@ -21,7 +21,7 @@ import platform
 import stat
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -359,25 +359,12 @@ class ResultCache:
     def get(self, program: Program, subtask: Subtask, trust: Trust | None = None) -> Accepted | None:
         """The cached result of ``subtask`` (renamed and re-indexed to it) if it
         meets ``trust`` (None: any entry), else None."""
-        path = self._path(subtask.key(program), create=False)
-        if path is None or not _trusted_file(path):
-            return None
-        try:
-            with open(path, "rb") as f:
-                # Never larger than the whole cache may be: an entry that says otherwise is not ours.
-                data = f.read(self.max_bytes + 1)
-            result = _decode(data, subtask) if len(data) <= self.max_bytes else None
-        except (OSError, ValueError, KeyError, TypeError, RecursionError):
-            result = None
-        if result is None:
-            with contextlib.suppress(OSError):
-                path.unlink()
-            return None
-        if trust is not None and not result.provenance.meets(trust):
-            return None
-        with contextlib.suppress(OSError):
-            os.utime(path)  # used now: the last to be evicted
-        return result
+        def whole(f: BinaryIO, path: Path) -> Accepted | None:
+            # Never larger than the whole cache may be: an entry that says otherwise is not ours.
+            data = f.read(self.max_bytes + 1)
+            return _decode(data, subtask) if len(data) <= self.max_bytes else None
+
+        return self._entry(program, subtask, trust, whole)
 
     def lookup(self, program: Program, subtask: Subtask, trust: Trust | None = None) -> Accepted | None:
         """Like :meth:`get`, but the outputs stay in the entry: unverified
@@ -385,12 +372,20 @@ class ResultCache:
         against their sha256 as they are copied out (a mismatch raises
         :class:`~gflite.gwasm.spool.DamagedError` then; :meth:`drop` the entry).
         Only the header and the captured stdio are read now."""
+        return self._entry(program, subtask, trust,
+                           lambda f, path: _decode_lazy(f, path, subtask, self.max_bytes))
+
+    def _entry(self, program: Program, subtask: Subtask, trust: Trust | None,
+               decode: Callable[[BinaryIO, Path], Accepted | None]) -> Accepted | None:
+        """``subtask``'s entry as ``decode`` reads it from the open file; an entry
+        that does not decode is removed, one that does not meet ``trust`` is
+        left alone, and one returned is marked used (the last to be evicted)."""
         path = self._path(subtask.key(program), create=False)
         if path is None or not _trusted_file(path):
             return None
         try:
             with open(path, "rb") as f:
-                result = _decode_lazy(f, path, subtask, self.max_bytes)
+                result = decode(f, path)
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
             result = None
         if result is None:
@@ -400,7 +395,7 @@ class ResultCache:
         if trust is not None and not result.provenance.meets(trust):
             return None
         with contextlib.suppress(OSError):
-            os.utime(path)  # used now: the last to be evicted
+            os.utime(path)
         return result
 
     def drop(self, program: Program, subtask: Subtask) -> None:
