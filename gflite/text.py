@@ -15,6 +15,7 @@ import contextlib
 import re
 import unicodedata
 from collections import Counter
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,6 +262,37 @@ def normalise(text: str) -> tuple[str, int, tuple[tuple[str, int], ...]]:
     if table:
         text = text.translate(str.maketrans(table))
     return text, replaced, tuple(sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def normalise_origins(text: str) -> tuple[str, array]:
+    """``normalise(text)[0]`` and, per character of it, the index in ``text`` of
+    the character it came from (a read-along EPUB maps times back to the book
+    with it). Slower than normalise: only for read-along."""
+    out: list[str] = []
+    origins = array("q")
+    skip = 1 if text.startswith("\ufeff") else 0
+    s = text[skip:]
+    table: dict[str, str] = {}
+    for i, c in enumerate(s):
+        if c in _EM_DASHES:  # as _dashes, which looks at the characters around it
+            before = s[i - 1] if i > 0 else " "
+            after = s[i + 1] if i + 1 < len(s) else " "
+            if c == "\u2013" and before not in _WS and after not in _WS:
+                said = "-"
+            else:
+                said = ("" if before in _WS else " ") + "--" + ("" if after in _WS else " ")
+        elif not _NON_ASCII.match(c):
+            said = c
+        else:
+            if c not in table:
+                table[c] = _ascii_for(c)
+            said = table[c]
+        out.append(said)
+        origins.extend([i + skip] * len(said))
+    result = "".join(out)
+    if result != normalise(text)[0]:  # one fact in two places: never let them part silently
+        raise AssertionError("normalise_origins disagrees with normalise")
+    return result, origins
 
 
 def _ascii_for(ch: str) -> str:

@@ -52,6 +52,9 @@ class SentenceTime:
     span: tuple[int, int] | None
     words: tuple[WordTime, ...]
     chapter: int | None = None
+    # Its utterance's samples as flite wrote them, [first, end): a read-along
+    # clip (gflite.readalong), equal to flite's audio of this sentence alone.
+    audio: tuple[int, int] = (0, 0)
 
 
 class Timeline:
@@ -115,7 +118,7 @@ class Timeline:
         span = (spans[0][0], spans[-1][1]) if spans else None
         said = self.text[span[0]:span[1]] if span is not None else " ".join(w.text for w in words)
         self.sentences.append(SentenceTime(index, words[0].start, words[-1].end, " ".join(said.split()),
-                                           span, tuple(words), self.chapter))
+                                           span, tuple(words), self.chapter, (at, at + utt.samples)))
 
     def _span(self, file_pos: int, name: str, chunk: Chunk, data: bytes) -> tuple[int, int] | None:
         """The token's place in the text: where ``file_pos`` says if the token's

@@ -20,7 +20,7 @@ APT_DEV=(
   llvm-14=1:14.0.6-12
   wasi-libc=0.0~git20220510.9886d3d-2
   libclang-rt-14-dev-wasm32=1:14.0.6-12
-  autotools-dev dpkg-dev make patch sox
+  autotools-dev dpkg-dev make patch sox epubcheck
 )
 
 need=("${APT_RUNTIME[@]}")

@@ -23,15 +23,17 @@ class Composed:
     text: Text
     starts: tuple[int, ...]  # offset in text.text of each chapter's first character
     titles: tuple[str, ...]  # the chapters' titles, ASCII as flite would say them
+    sources: tuple[int, ...] = ()  # each one's index in book.chapters (chapters with nothing to say are left out)
 
 
 def compose(book: Book) -> Composed:
     parts: list[str] = []
     starts: list[int] = []
     titles: list[str] = []
+    sources: list[int] = []
     replaced, dropped = 0, Counter[str]()
     pos = 0
-    for chapter in book.chapters:
+    for index, chapter in enumerate(book.chapters):
         text, r, d = normalise(chapter.text)
         text = text.strip(_WS)
         replaced += r
@@ -45,6 +47,7 @@ def compose(book: Book) -> Composed:
         parts.append(text)
         pos += len(text)
         titles.append(chapter.title)
+        sources.append(index)
     if not parts:
         raise BookError("the book has no text flite can say", BookProblem.MALFORMED)
     text = Text(
@@ -53,4 +56,4 @@ def compose(book: Book) -> Composed:
         replaced=replaced,
         dropped=tuple(sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0]))),
     )
-    return Composed(text=text, starts=tuple(starts), titles=tuple(titles))
+    return Composed(text=text, starts=tuple(starts), titles=tuple(titles), sources=tuple(sources))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree.ElementTree import Element
 
-from gflite.books import limits, toc, xhtml, xmlsafe
+from gflite.books import anchors, limits, toc, xhtml, xmlsafe
 from gflite.books.model import Book, Chapter, Cover, Metadata, ReadOptions
 from gflite.errors import BookError, BookProblem
 
@@ -39,15 +39,17 @@ class _Item:
     properties: frozenset[str]
 
 
-def read_epub(path: Path, options: ReadOptions = ReadOptions()) -> Book:
+def read_epub(path: Path, options: ReadOptions = ReadOptions(), *, origins: bool = False) -> Book:
+    """``origins``: chapters also carry where each block stands in its document
+    (``Chapter.pieces``), for a read-along EPUB (``gflite.readalong``)."""
     z = limits.SafeZip(path)
     try:
-        return _read(z, options)
+        return _read(z, options, origins)
     finally:
         z.close()
 
 
-def _read(z: limits.SafeZip, options: ReadOptions) -> Book:
+def _read(z: limits.SafeZip, options: ReadOptions, origins: bool = False) -> Book:
     name = z.name
     if CONTAINER not in z:
         raise BookError(f"{name} is not an EPUB (no {CONTAINER})", BookProblem.NOT_A_BOOK)
@@ -80,7 +82,7 @@ def _read(z: limits.SafeZip, options: ReadOptions) -> Book:
         if not linear and not options.keep_nonlinear:
             continue
         html = xhtml.decode(z.read(item.path), name=f"{name}: {item.path}")
-        doc = xhtml.parse(html, name=f"{name}: {item.path}", skip=skip)
+        doc = xhtml.parse(html, name=f"{name}: {item.path}", skip=skip, origins=origins)
         _add_document(chapters, doc, item.path, [e for e in entries if e.path == item.path], bool(entries))
         if len(chapters) > limits.MAX_CHAPTERS:
             raise BookError(f"{name} has over {limits.MAX_CHAPTERS} chapters", BookProblem.TOO_LARGE)
@@ -185,7 +187,8 @@ def _add_document(
         if has_toc and chapters and doc.blocks[0].level == 0:
             last = chapters[-1]
             text = last.text + "\n\n" + xhtml.text_of(doc.blocks)
-            chapters[-1] = Chapter(title=last.title, text=text, source=last.source)
+            pieces = last.pieces + anchors.pieces(doc, doc.blocks, path, len(last.text) + 2)
+            chapters[-1] = Chapter(title=last.title, text=text, source=last.source, pieces=pieces)
             return
         heading = doc.blocks[0].text if doc.blocks[0].level else ""
         starts[0] = heading or doc.title or f"Section {len(chapters) + 1}"
@@ -197,7 +200,8 @@ def _add_document(
         end = cuts[i + 1] if i + 1 < len(cuts) else len(doc.blocks)
         blocks = doc.blocks[at:end]
         title = starts[at] or next((b.text for b in blocks if b.level), "") or f"Section {len(chapters) + 1}"
-        chapters.append(Chapter(title=" ".join(title.split()), text=xhtml.text_of(blocks), source=path))
+        chapters.append(Chapter(title=" ".join(title.split()), text=xhtml.text_of(blocks), source=path,
+                                pieces=anchors.pieces(doc, blocks, path)))
 
 
 def _metadata(z: limits.SafeZip, opf: Element, manifest: dict[str, _Item]) -> Metadata:

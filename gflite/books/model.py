@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gflite.books.anchors import Piece
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class Chapter:
     title: str
     text: str
     source: str = ""  # where it came from: the EPUB member, or "" for a heading split
+    # Read with origins (a read-along EPUB): where each block of text stands in its document.
+    pieces: tuple[Piece, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def words(self) -> int:

@@ -5,13 +5,21 @@ references, expands no declared entity and fetches nothing. A document that
 declares entities of its own (the billion-laughs shape) is refused outright.
 Elements marked by ``epub:type`` or ARIA ``role`` as notes, tables of contents
 or front/back matter are skipped unless the options keep them.
+
+With ``origins=True`` (a read-along EPUB, ``gflite.readalong``) the same parse
+also records where each character of each block came from: its offset in the
+decoded document (``Block.origins``, -1 for a character the parser made up: the
+newline of a ``<br/>``, the space between table cells), and where every tag
+starts and ends (``Document.tags``). The text is the same either way.
 """
 from __future__ import annotations
 
 import codecs
+import html as html_lib
 import re
+from array import array
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 from gflite.books.model import ReadOptions
@@ -45,6 +53,18 @@ _WS = re.compile(r"[ \t\r\n\f]+")
 class Block:
     text: str
     level: int = 0  # 1-6 for a heading, 0 for any other block
+    # With origins=True: per character of text, its offset in the decoded document (-1: made up).
+    origins: array | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Tag:
+    """A tag as it stands in the decoded document (with origins=True)."""
+
+    start: int  # offset of its "<"
+    end: int  # offset after its ">"
+    depth: int  # +1 a start tag, -1 an end tag, 0 an empty-element tag (<br/>)
+    name: str  # lower case, as html.parser reports it
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,8 @@ class Document:
     title: str = ""  # <title>
     language: str = ""  # <html lang>
     author: str = ""  # <meta name="author">
+    tags: tuple[Tag, ...] = field(default=(), compare=False, repr=False)  # with origins=True
+    length: int = 0  # characters of the decoded document (with origins=True)
 
 
 def skipped_types(options: ReadOptions) -> frozenset[str]:
@@ -106,14 +128,15 @@ def decode(data: bytes, *, name: str) -> str:
 _ENTITY_DECL = re.compile(r"<!ENTITY", re.I)
 
 
-def parse(html: str, *, name: str, skip: frozenset[str] = frozenset()) -> Document:
+def parse(html: str, *, name: str, skip: frozenset[str] = frozenset(), origins: bool = False) -> Document:
     """Blocks of ``html`` in document order; elements whose epub:type or role is in
-    ``skip`` are left out, with everything inside them."""
+    ``skip`` are left out, with everything inside them. ``origins``: also map each
+    block's characters and every tag to their offsets in ``html``."""
     # html.parser would not expand them, but a document declaring entities is
     # built to attack XML parsers: refuse it, wherever the declaration hides.
     if _ENTITY_DECL.search(html):
         raise BookError(f"{name} declares XML entities (refused: entity expansion)", BookProblem.ENTITIES)
-    parser = _Extractor(skip)
+    parser = _Extractor(skip, html if origins else None)
     try:
         parser.feed(html)
         parser.close()
@@ -126,6 +149,8 @@ def parse(html: str, *, name: str, skip: frozenset[str] = frozenset()) -> Docume
         title=_collapse("".join(parser.title)),
         language=parser.language,
         author=parser.author,
+        tags=tuple(parser.tags),
+        length=len(html) if origins else 0,
     )
 
 
@@ -133,10 +158,22 @@ def _collapse(s: str) -> str:
     return _WS.sub(" ", s).strip()
 
 
+# html.unescape's own pattern: each match is replaced on its own, which is what
+# lets a character of the data be traced to the reference it came from.
+_CHARREF = getattr(html_lib, "_charref", None) or re.compile(
+    r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
+
+
 class _Extractor(HTMLParser):
-    def __init__(self, skip: frozenset[str]) -> None:
+    def __init__(self, skip: frozenset[str], source: str | None = None) -> None:
         super().__init__(convert_charrefs=True)
         self.skip = skip
+        # origins: the document itself, where its lines start, and per character of
+        # _buf its offset in the document.
+        self._src = source
+        self._lines = [0] + [m.end() for m in re.finditer("\n", source)] if source is not None else []
+        self._orig: list[int] = []
+        self.tags: list[Tag] = []
         self.blocks: list[Block] = []
         self.anchors: dict[str, int] = {}
         self.title: list[str] = []
@@ -150,7 +187,14 @@ class _Extractor(HTMLParser):
         self._pre = 0
         self._in_title = False
 
+    def _offset(self) -> int:
+        line, col = self.getpos()
+        return self._lines[line - 1] + col
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._src is not None:
+            at, raw = self._offset(), self.get_starttag_text() or ""
+            self.tags.append(Tag(at, at + len(raw), 0 if raw.endswith("/>") else 1, tag))
         a = {k: v or "" for k, v in attrs}
         if tag == "html" and not self.language:
             self.language = a.get("lang") or a.get("xml:lang", "")
@@ -169,7 +213,7 @@ class _Extractor(HTMLParser):
                     self.anchors.setdefault(a[key], at)
         if tag in _VOID:
             if tag == "br" and not self._skipping:
-                self._buf.append("\n")
+                self._append("\n")
             elif tag == "hr":
                 self.flush()
             return
@@ -180,7 +224,7 @@ class _Extractor(HTMLParser):
         if tag == "pre":
             self._pre += 1
         if tag in _CELL:
-            self._buf.append(" ")
+            self._append(" ")
         self._stack.append((tag, skipping))
         self._open[tag] += 1
         self._skipping += skipping
@@ -192,6 +236,10 @@ class _Extractor(HTMLParser):
             self.handle_endtag(tag)
 
     def handle_endtag(self, tag: str) -> None:
+        if self._src is not None:
+            at = self._offset()
+            if not (self.tags and self.tags[-1].start == at and self.tags[-1].depth == 0):  # not <x/>'s end
+                self.tags.append(Tag(at, self._src.find(">", at) + 1, -1, tag))
         if tag == "title":
             self._in_title = False
         if not self._open[tag]:
@@ -226,13 +274,51 @@ class _Extractor(HTMLParser):
             self.title.append(data)
         if self._skipping:
             return
-        self._buf.append(data if self._pre else _WS.sub(" ", data))
+        if self._src is None:
+            self._buf.append(data if self._pre else _WS.sub(" ", data))
+            return
+        origins = self._data_origins(data)
+        if not self._pre:
+            # As _WS.sub(" ", data): a run of white space is one space, from the run's first character.
+            kept, out = [], []
+            for m in re.finditer(r"[ \t\r\n\f]+|[^ \t\r\n\f]+", data):
+                if m.group()[0] in " \t\r\n\f":
+                    out.append(" ")
+                    kept.append(origins[m.start()])
+                else:
+                    out.append(m.group())
+                    kept.extend(origins[m.start():m.end()])
+            data, origins = "".join(out), kept
+        self._buf.append(data)
+        self._orig.extend(origins)
+
+    def _append(self, made_up: str) -> None:
+        self._buf.append(made_up)
+        if self._src is not None:
+            self._orig.extend([-1] * len(made_up))
+
+    def _data_origins(self, data: str) -> list[int]:
+        """Per character of ``data`` (html.parser's unescaped text), its offset in
+        the document: a character reference's characters all point at its "&"."""
+        assert self._src is not None
+        src, at, out = self._src, self._offset(), []
+        while len(out) < len(data):
+            m = _CHARREF.match(src, at) if src.startswith("&", at) else None
+            if m is None:
+                out.append(at)
+                at += 1
+            else:
+                out.extend([at] * len(html_lib.unescape(m.group())))
+                at = m.end()
+        if len(out) != len(data):  # a reference that unescapes differently alone: keep lengths right
+            out = (out + [-1] * len(data))[:len(data)]
+        return out
 
     def _has_text(self) -> bool:
         return any(s.strip() for s in self._buf)
 
     def flush(self) -> None:
-        text = "".join(self._buf)
+        raw = text = "".join(self._buf)
         self._buf.clear()
         level, self._level = self._level, 0
         if not self._pre:
@@ -240,8 +326,27 @@ class _Extractor(HTMLParser):
         # Trim blank lines: a blank line inside a block would end an utterance there.
         lines = [ln.rstrip() for ln in text.split("\n")]
         text = "\n".join(ln for ln in lines if ln.strip())
+        origins, self._orig = self._orig, []
         if text.strip():
-            self.blocks.append(Block(text=text, level=level))
+            kept = _align(text, raw, origins) if self._src is not None else None
+            self.blocks.append(Block(text=text, level=level, origins=kept))
+
+
+def _align(text: str, raw: str, origins: list[int]) -> array:
+    """The origins of ``text``, made from ``raw`` only by dropping white space and
+    turning white space into a single space: so its characters are matched in
+    order, each to the next character of ``raw`` it can be."""
+    out, j = array("q"), 0
+    for c in text:
+        if c == " ":
+            while raw[j] not in " \t\r\f":
+                j += 1
+        else:
+            while raw[j] != c:
+                j += 1
+        out.append(origins[j])
+        j += 1
+    return out
 
 
 def text_of(blocks: tuple[Block, ...] | list[Block]) -> str:
