@@ -15,16 +15,28 @@ sample where a chapter starts (the writer's sample count, exact).
   at the end, :func:`gflite.audiobook.split_chapters` encodes one file per
   chapter from it (each cut at its exact sample).
 
+- :class:`ReadAlongWriter` (``-o book.epub``) writes the book's WAV in a
+  scratch folder beside the target and records where each chapter starts;
+  once the timings are in, :func:`gflite.readalong.write_epub` packs the
+  read-along EPUB from it (see :meth:`ReadAlongWriter.pack`).
+
 On an error or interrupt, nothing but already finished chapter files is left.
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gflite import audiobook, outputs
 from gflite.audiobook import ChapterMark, Tags
 from gflite.errors import OutputError
 from gflite.stitching import EncodedWriter, WavFileWriter, WavFormat
+
+if TYPE_CHECKING:
+    from gflite.books.anchors import BookMap
+    from gflite.timings import Timeline
 
 
 class AudiobookWriter(EncodedWriter):
@@ -80,6 +92,50 @@ class ChapterSplitWriter(WavFileWriter):
             self.paths = audiobook.split_chapters(self._out.tmp, self.folder, marks, self.tags, kind=self.kind)
         finally:
             self._out.discard()
+
+
+class ReadAlongWriter(WavFileWriter):
+    """``-o book.epub``: the audio as a WAV in a scratch folder beside the target,
+    for :meth:`pack` to make the read-along EPUB from once the timings are in."""
+
+    def __init__(self, target: Path, source: Path, book_map: BookMap, default_rate: int = 16000,
+                 tags: Tags = Tags()) -> None:
+        if outputs.resolve(str(target)).stream:
+            raise OutputError(f"{target}: a read-along EPUB is written to a file, not a FIFO or device")
+        if target.is_dir():
+            raise OutputError(f"output {target} is a directory; give a file name such as {target / 'book.epub'}")
+        if not target.parent.is_dir():
+            raise OutputError(f"output directory does not exist: {target.parent}")
+        try:
+            self.work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".work", dir=target.parent))
+        except OSError as e:
+            raise OutputError(f"cannot write to {target.parent}: {e.strerror or e}") from None
+        try:
+            super().__init__(self.work / "book.wav", default_rate)
+        except BaseException:
+            shutil.rmtree(self.work, ignore_errors=True)
+            raise
+        self.epub, self.source, self.book_map, self.tags = target, source, book_map, tags
+        self.starts: list[int] = []  # each composed chapter's first sample, empty ones included
+
+    def begin_chapter(self, title: str) -> None:
+        self.starts.append(self.samples)
+
+    def pack(self, timeline: Timeline) -> None:
+        """After close(): write the EPUB, then drop the scratch folder (also on failure)."""
+        from gflite import readalong
+
+        try:
+            readalong.write_epub(self.source, self.epub, timeline, self.book_map, self.target,
+                                 self.starts or [0], self.tags, self.work)
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def _discard(self) -> None:
+        try:
+            super()._discard()
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
 
 
 def _mark(marks: list[ChapterMark], at: int, title: str) -> None:

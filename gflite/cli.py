@@ -319,7 +319,7 @@ def _run(args: SimpleNamespace) -> None:
         options=synth.SynthOptions(
             voice=synth.resolve_voice(voice), features=features, ssml=args.ssml, prints=args.prints,
             lex_addenda=synth.read_lex_addenda(args.add_lex) if args.add_lex is not None else None,
-            timings=subtitles is not None or timings_json is not None,
+            timings=subtitles is not None or timings_json is not None or (book is not None and book.anchors is not None),
         ),
         subtasks=args.subtasks,
         workers=args.workers,
@@ -385,6 +385,12 @@ def _structure(
 
     rules = replacements.read(args.replace) if args.replace is not None else None
     is_structured = source.kind == "file" and is_book(source.value) and not args.ssml
+    read_along = output.lower().endswith(".epub")
+    if read_along:  # -o book.epub: a read-along EPUB 3 (gflite.readalong)
+        from gflite.readalong import check_request
+
+        check_request(source.value if source.kind == "file" else None, split=args.split is not None,
+                      replace=args.replace is not None, ssml=args.ssml)
     if args.split is not None:
         if args.split != "chapters":
             raise UsageError(f"--split takes 'chapters', not {args.split!r}")
@@ -419,7 +425,7 @@ def _structure(
 
     notes, toc, front, back, nonlinear = args.keep
     book = read_book(source.value, ReadOptions(keep_notes=notes, keep_toc=toc, keep_front_matter=front,
-                                               keep_back_matter=back, keep_nonlinear=nonlinear))
+                                               keep_back_matter=back, keep_nonlinear=nonlinear), origins=read_along)
     if args.list_chapters:
         _print_chapters(list_chapters(book, CHARS_PER_SECOND))
         raise _Listed
@@ -437,8 +443,13 @@ def _structure(
     meta = book.metadata
     tags = Tags(title=meta.title or os.path.splitext(os.path.basename(source.value))[0], author=meta.author,
                 language=meta.language, cover=meta.cover)
+    anchors = None
+    if read_along:
+        from gflite.books.anchors import BookMap
+
+        anchors = BookMap.of(book, composed)
     return (pipeline.BookText(text=composed.text, chapters=tuple(zip(composed.starts, composed.titles)),
-                              tags=tags, replaced_words=replaced), pauses, rules)
+                              tags=tags, replaced_words=replaced, anchors=anchors), pauses, rules)
 
 
 class _Listed(Exception):
@@ -580,6 +591,7 @@ def _render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[Bina
         if not quiet:
             if (job.output not in (pipeline.STDOUT, pipeline.DISCARD) and stitching.wav_by_default(job.output)
                     and not job.split and audiobook_format(job.output) is None
+                    and (job.book is None or job.book.anchors is None)  # -o book.epub: a read-along EPUB
                     and not outputs.resolve(job.output).stream):  # /dev/null, a FIFO: no file name to mislead
                 _note(f"writing {for_terminal(job.output)} as WAV, as flite does (.mp3, .ogg and .flac are encoded)")
             for line in _text_notes(plan.text, for_terminal(name)):

@@ -23,6 +23,7 @@ from gflite.text import Text, decode, from_string, read_text
 
 if TYPE_CHECKING:
     from gflite import stitching
+    from gflite.books.anchors import BookMap
     from gflite.audiobook import Tags
     from gflite.replacements import Replacements
     from gflite.chunking import Chunk
@@ -64,6 +65,7 @@ class BookText:
     chapters: tuple[tuple[int, str], ...]  # (offset in text.text, title), in order
     tags: Tags
     replaced_words: int = 0  # --replace rules applied while composing
+    anchors: BookMap | None = None  # -o book.epub: where the text stands in the EPUB's documents
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,12 @@ def render(
         if writer is not None:
             writer.abort()
         raise
+    if writer is not None and job.book is not None and job.book.anchors is not None:
+        from gflite.bookwriter import ReadAlongWriter
+
+        # -o book.epub: packed once the timings are in (its scratch folder goes, whatever happens).
+        assert isinstance(writer, ReadAlongWriter) and summary.timeline is not None
+        writer.pack(summary.timeline)
     if summary.timeline is not None:  # read-along hook: after the audio is in place
         from gflite import subtitles
 
@@ -551,6 +559,10 @@ def _open(job: Job, stdout: BinaryIO | None) -> stitching.AudioWriter | None:
         from gflite.bookwriter import ChapterSplitWriter
 
         return ChapterSplitWriter(Path(output), job.split_format, rate, tags)
+    if job.book is not None and job.book.anchors is not None:
+        from gflite.bookwriter import ReadAlongWriter
+
+        return ReadAlongWriter(Path(output), Path(job.source.value), job.book.anchors, rate, tags)
     kind = audiobook.audiobook_format(output) if output != STDOUT else None
     if kind is not None:
         from gflite.bookwriter import AudiobookWriter

@@ -24,8 +24,9 @@ def is_book(path: str | Path) -> bool:
     return Path(path).suffix.lower() in BOOK_SUFFIXES
 
 
-def read_book(path: str | Path, options: ReadOptions = ReadOptions()) -> Book:
-    """Read an EPUB, Markdown or HTML book; BookError/InputError if it cannot be read."""
+def read_book(path: str | Path, options: ReadOptions = ReadOptions(), *, origins: bool = False) -> Book:
+    """Read an EPUB, Markdown or HTML book; BookError/InputError if it cannot be read.
+    ``origins``: an EPUB's chapters keep where their text stands (``gflite.books.anchors``)."""
     p = Path(path)
     kind = BOOK_SUFFIXES.get(p.suffix.lower())
     if kind is None:
@@ -33,7 +34,7 @@ def read_book(path: str | Path, options: ReadOptions = ReadOptions()) -> Book:
     if kind == "epub":
         from gflite.books import epub
 
-        return epub.read_epub(p, options)
+        return epub.read_epub(p, options, origins=origins)
     from gflite.books import limits, markup
 
     data = _read_capped(p, limits.MAX_TEXT_FILE_BYTES)

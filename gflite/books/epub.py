@@ -51,11 +51,7 @@ def read_epub(path: Path, options: ReadOptions = ReadOptions(), *, origins: bool
 
 def _read(z: limits.SafeZip, options: ReadOptions, origins: bool = False) -> Book:
     name = z.name
-    if CONTAINER not in z:
-        raise BookError(f"{name} is not an EPUB (no {CONTAINER})", BookProblem.NOT_A_BOOK)
-    _refuse_drm(z)
-    opf_path = _opf_path(z)
-    opf = xmlsafe.parse(z.read(opf_path, cap=MAX_XML_BYTES), name=f"{name}: {opf_path}")
+    opf_path, opf = package(z)
     manifest = _manifest(opf, opf_path, name)
     spine_el = next(iter(xmlsafe.descendants(opf, "spine")), None)
     if spine_el is None:
@@ -89,6 +85,20 @@ def _read(z: limits.SafeZip, options: ReadOptions, origins: bool = False) -> Boo
     if not chapters:
         raise BookError(f"{name} has no text to speak", BookProblem.MALFORMED)
     return Book(metadata=_metadata(z, opf, manifest), chapters=tuple(chapters), format="epub")
+
+
+def package(z: limits.SafeZip) -> tuple[str, Element]:
+    """The OPF's path and its parsed XML, once the book is known not to be DRM-protected."""
+    if CONTAINER not in z:
+        raise BookError(f"{z.name} is not an EPUB (no {CONTAINER})", BookProblem.NOT_A_BOOK)
+    _refuse_drm(z)
+    opf_path = _opf_path(z)
+    return opf_path, xmlsafe.parse(z.read(opf_path, cap=MAX_XML_BYTES), name=f"{z.name}: {opf_path}")
+
+
+def manifest(opf: Element, opf_path: str, name: str) -> dict[str, _Item]:
+    """The manifest's items by id (those inside the book)."""
+    return _manifest(opf, opf_path, name)
 
 
 def _refuse_drm(z: limits.SafeZip) -> None:

@@ -90,6 +90,13 @@ class SafeZip:
     def close(self) -> None:
         self._zip.close()
 
+    def names(self) -> list[str]:
+        """The members, in the archive's order."""
+        return list(self._infos)
+
+    def info(self, member: str) -> zipfile.ZipInfo:
+        return self._infos[member]
+
     def read(self, member: str, *, cap: int | None = None) -> bytes:
         """The member's bytes, at most ``cap`` (default MAX_MEMBER_BYTES) of them."""
         cap = min(cap if cap is not None else MAX_MEMBER_BYTES, MAX_MEMBER_BYTES)

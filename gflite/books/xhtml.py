@@ -160,7 +160,7 @@ def _collapse(s: str) -> str:
 
 # html.unescape's own pattern: each match is replaced on its own, which is what
 # lets a character of the data be traced to the reference it came from.
-_CHARREF = getattr(html_lib, "_charref", None) or re.compile(
+CHARREF = getattr(html_lib, "_charref", None) or re.compile(
     r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
 
 
@@ -303,7 +303,7 @@ class _Extractor(HTMLParser):
         assert self._src is not None
         src, at, out = self._src, self._offset(), []
         while len(out) < len(data):
-            m = _CHARREF.match(src, at) if src.startswith("&", at) else None
+            m = CHARREF.match(src, at) if src.startswith("&", at) else None
             if m is None:
                 out.append(at)
                 at += 1
