@@ -33,6 +33,7 @@ from gflite.books.xhtml import CHARREF, Tag
 PREFIX = "gfs"
 _PHRASING = {"a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "del", "dfn", "em", "i", "ins", "kbd",
              "mark", "q", "s", "samp", "small", "span", "strong", "sub", "sup", "time", "u", "var"}
+_IN_SPAN = _PHRASING | {"br", "img", "wbr"}  # what a span may hold (and gflite reads)
 _ID = re.compile(r"""\sid\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _NAME = re.compile(r"<([^\s/>]+)")
 _XML_ENCODING = re.compile(r"""^(\s*<\?xml[^>]*?encoding\s*=\s*["'])([^"']+)""")
@@ -75,14 +76,16 @@ def mark(source: str, tags: tuple[Tag, ...], places: dict[int, Place], *, name: 
             common += 1
         split_a, split_b = list(above_a[common:]), list(above_b[common:])
         # An element the sentence starts or ends with goes inside the span whole: no empty halves.
-        while split_a and split_a[-1].end == first:
+        while split_a and split_a[-1].end == first and split_a[-1].name in _PHRASING:
             first = split_a.pop().start
         at = bisect_left(starts, end)
-        while split_b and at < len(tags) and tags[at].start == end and tags[at].depth < 0:
+        while (split_b and split_b[-1].name in _PHRASING and at < len(tags) and tags[at].start == end
+               and tags[at].depth < 0):
             split_b.pop()
             end = tags[at].end
             at += 1
-        if all(t.name in _PHRASING for t in split_a + split_b):
+        inside = tags[bisect_left(starts, first):bisect_left(starts, end)]
+        if all(t.name in _PHRASING for t in split_a + split_b) and all(t.name in _IN_SPAN for t in inside):
             span_id = f"{prefix}{number}"
             insert(first, _closes(source, split_a) + f'<span id="{span_id}">' + _opens(source, split_a))
             insert(end, _closes(source, split_b) + "</span>" + _opens(source, split_b))
