@@ -70,6 +70,12 @@ def references(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
                   "-o", str(path)])
         assert info.value.code == 0
         refs[voice] = path.read_bytes()
+    timings = out / "timings.json"
+    with pytest.raises(SystemExit) as info:
+        main(["-f", DIALOGUE, "-voice", "kal16", "--subtasks", "6", "-j", "2", "-q", "-o", "none",
+              "--timings", str(timings)])
+    assert info.value.code == 0
+    refs["timings"] = timings.read_bytes()
     return refs
 
 
@@ -111,6 +117,23 @@ def test_gflite_on_a_cluster_matches_the_local_run(
     assert len(lines) >= 2, err  # the work was spread
     assert sum(int(re.match(r"(\d+)/", v)[1]) for v in lines.values()) == 6
     assert re.search(r"^gflite: total: \S+$", err, re.M)
+
+
+@pytest.mark.slow
+def test_timings_on_a_cluster_with_redundancy_match_the_local_run(
+    cluster: Cluster, references: dict[str, bytes], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Timing files come back from Dask workers as outputs, compared between two
+    providers: the word times are the local run's, and so is the audio."""
+    out, timings = tmp_path / "out.wav", tmp_path / "timings.json"
+    code, err = gflite(["-f", DIALOGUE, "-voice", "kal16", "--subtasks", "6", "-o", str(out),
+                        "--timings", str(timings), "--redundancy", "2", "--cluster", cluster.address],
+                       capsys, monkeypatch, tmp_path / "cache")
+    assert code == 0, err
+    assert timings.read_bytes() == references["timings"]
+    assert out.read_bytes() == references["kal16"]
+    assert len(json.loads(timings.read_bytes())["words"]) > 20
 
 
 @pytest.mark.slow

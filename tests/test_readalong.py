@@ -193,3 +193,16 @@ def test_inputs_that_cannot_be_read_along(capsys, tmp_path: Path, case: str) -> 
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("gflite: error: -o .epub") and "Traceback" not in err
     assert list(tmp_path.glob("out.epub*")) == [] and not list(tmp_path.glob(".out.epub*"))
+
+
+def _package(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as z:
+        return {n: z.read(n) for n in z.namelist() if not n.endswith(".m4a")}
+
+
+@pytest.mark.parametrize("flags", [[], ["--no-cache", "-j", "2", "--redundancy", "2"]],
+                         ids=["from-cache", "redundancy"])
+def test_cache_and_redundancy_make_the_same_package(made: Path, tmp_path: Path, flags: list[str]) -> None:
+    run(str(made / "book.epub"), "-voice", "kal16", *flags, "-o", str(tmp_path / "again.epub"))
+    assert _package(tmp_path / "again.epub") == _package(made / "read.epub")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "scratch files left behind"
