@@ -78,12 +78,17 @@ def check_source(path: str) -> None:
         opf_path, opf = epub.package(z)
         version = xmlsafe.attr(opf, "version")
         nav = any("nav" in xmlsafe.attr(i, "properties").split() for i in xmlsafe.descendants(opf, "item"))
+        if not version.startswith("3") or not nav:
+            raise UsageError(f"-o .epub writes a read-along EPUB 3 and needs one as input: {Path(path).name} is "
+                             f"EPUB {version or '?'}{'' if nav else ' without a navigation document'} "
+                             "(convert it to EPUB 3 first, e.g. with Calibre)")
+        # Sentence ids go into the documents as text: each must be well-formed XML
+        # now, not found otherwise after hours of synthesis.
+        for item in epub.manifest(opf, opf_path, z.name).values():
+            if item.media_type == "application/xhtml+xml" and item.path in z:
+                xmlsafe.parse(z.read(item.path), name=f"{z.name}: {item.path}")
     finally:
         z.close()
-    if not version.startswith("3") or not nav:
-        raise UsageError(f"-o .epub writes a read-along EPUB 3 and needs one as input: {Path(path).name} is "
-                         f"EPUB {version or '?'}{'' if nav else ' without a navigation document'} "
-                         "(convert it to EPUB 3 first, e.g. with Calibre)")
 
 
 def clock(samples: int, rate: int) -> str:

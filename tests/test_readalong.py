@@ -206,3 +206,12 @@ def test_cache_and_redundancy_make_the_same_package(made: Path, tmp_path: Path, 
     run(str(made / "book.epub"), "-voice", "kal16", *flags, "-o", str(tmp_path / "again.epub"))
     assert _package(tmp_path / "again.epub") == _package(made / "read.epub")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "scratch files left behind"
+
+
+def test_a_document_that_is_not_well_formed_is_refused_before_any_work(capsys, tmp_path: Path) -> None:
+    files = members(3)
+    files["OEBPS/ch2.xhtml"] = files["OEBPS/ch2.xhtml"].replace(b"</p>", b"", 1)  # HTML, not XML
+    write(tmp_path / "in.epub", files)
+    code, _, err = gflite(capsys, str(tmp_path / "in.epub"), "-o", str(tmp_path / "out.epub"))
+    assert code == 3 and err.count("\n") == 1 and "ch2.xhtml is not well-formed XML" in err, err
+    assert not list(tmp_path.glob("*out.epub*"))
