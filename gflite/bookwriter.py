@@ -15,10 +15,11 @@ sample where a chapter starts (the writer's sample count, exact).
   at the end, :func:`gflite.audiobook.split_chapters` encodes one file per
   chapter from it (each cut at its exact sample).
 
-- :class:`ReadAlongWriter` (``-o book.epub``) writes the book's WAV in a
-  scratch folder beside the target and records where each chapter starts;
-  once the timings are in, :func:`gflite.readalong.write_epub` packs the
-  read-along EPUB from it (see :meth:`ReadAlongWriter.pack`).
+- :class:`ReadAlongWriter` (``-o book.epub``) streams each chapter into its
+  own AAC encoder (so it is cut at its exact sample, and encoding overlaps
+  synthesis) in a scratch folder beside the target; once the timings are in,
+  :func:`gflite.readalong.write_epub` packs the read-along EPUB from those
+  files (see :meth:`ReadAlongWriter.pack`).
 
 On an error or interrupt, nothing but already finished chapter files is left.
 """
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 from gflite import audiobook, outputs
 from gflite.audiobook import ChapterMark, Tags
 from gflite.errors import OutputError
-from gflite.stitching import EncodedWriter, WavFileWriter, WavFormat
+from gflite.stitching import AudioWriter, EncodedWriter, WavFileWriter, WavFormat
 
 if TYPE_CHECKING:
     from gflite.books.anchors import BookMap
@@ -94,12 +95,21 @@ class ChapterSplitWriter(WavFileWriter):
             self._out.discard()
 
 
-class ReadAlongWriter(WavFileWriter):
-    """``-o book.epub``: the audio as a WAV in a scratch folder beside the target,
-    for :meth:`pack` to make the read-along EPUB from once the timings are in."""
+class _ChapterEncoder(EncodedWriter):
+    """One chapter's AAC-LC in MP4, counted in samples (timescale = rate)."""
 
-    def __init__(self, target: Path, source: Path, book_map: BookMap, default_rate: int = 16000,
-                 tags: Tags = Tags()) -> None:
+    def _codec(self, fmt: WavFormat) -> tuple[str, ...]:
+        rate = fmt.sample_rate
+        return (*audiobook.encoder_args("m4a", rate), "-movie_timescale", str(rate), "-f", "ipod")
+
+
+class ReadAlongWriter(AudioWriter):
+    """``-o book.epub``: each chapter's audio streamed into its own AAC encoder while
+    the book is synthesised, into a scratch folder beside the target; once the
+    timings are in, :meth:`pack` makes the read-along EPUB from them."""
+
+    def __init__(self, target: Path, source: Path, book_map: BookMap, default_rate: int = 16000) -> None:
+        super().__init__(default_rate)
         if outputs.resolve(str(target)).stream:
             raise OutputError(f"{target}: a read-along EPUB is written to a file, not a FIFO or device")
         if target.is_dir():
@@ -110,30 +120,56 @@ class ReadAlongWriter(WavFileWriter):
             self.work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".work", dir=target.parent))
         except OSError as e:
             raise OutputError(f"cannot write to {target.parent}: {e.strerror or e}") from None
-        try:
-            super().__init__(self.work / "book.wav", default_rate)
-        except BaseException:
-            shutil.rmtree(self.work, ignore_errors=True)
-            raise
-        self.epub, self.source, self.book_map, self.tags = target, source, book_map, tags
+        self.epub, self.source, self.book_map = target, source, book_map
         self.starts: list[int] = []  # each composed chapter's first sample, empty ones included
+        self.files: list[Path] = []  # the chapters' audio files, in order
+        self.file_starts: list[int] = []  # the first sample of each
+        self._encoder: _ChapterEncoder | None = None
 
     def begin_chapter(self, title: str) -> None:
         self.starts.append(self.samples)
+        if self._encoder is not None and self.samples > self.file_starts[-1]:
+            self._encoder.close()  # a chapter with no audio shares the next one's file
+            self._encoder = None
+
+    def _current(self) -> _ChapterEncoder:
+        if self._encoder is None:
+            assert self.format is not None
+            path = self.work / f"chapter-{len(self.files) + 1:03d}.m4a"
+            self._encoder = _ChapterEncoder(path, "m4a", self.format.sample_rate)
+            self._encoder.format = self.format
+            self._encoder._start(self.format)
+            self.files.append(path)
+            self.file_starts.append(self.samples)
+        return self._encoder
+
+    def _start(self, fmt: WavFormat) -> None:
+        pass
+
+    def _write(self, pcm: memoryview) -> None:
+        self._current()._write(pcm)
+
+    def _write_range(self, src: int, start: int, length: int) -> None:
+        self._current()._write_range(src, start, length)
+
+    def _finish(self) -> None:
+        if self._encoder is not None:
+            self._encoder.close()
+            self._encoder = None
 
     def pack(self, timeline: Timeline) -> None:
         """After close(): write the EPUB, then drop the scratch folder (also on failure)."""
         from gflite import readalong
 
         try:
-            readalong.write_epub(self.source, self.epub, timeline, self.book_map, self.target,
-                                 self.starts or [0], self.tags, self.work)
+            readalong.write_epub(self.source, self.epub, timeline, self.book_map, self.files, self.file_starts)
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
 
     def _discard(self) -> None:
         try:
-            super()._discard()
+            if self._encoder is not None:
+                self._encoder.abort()
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
 

@@ -319,7 +319,8 @@ def _run(args: SimpleNamespace) -> None:
         options=synth.SynthOptions(
             voice=synth.resolve_voice(voice), features=features, ssml=args.ssml, prints=args.prints,
             lex_addenda=synth.read_lex_addenda(args.add_lex) if args.add_lex is not None else None,
-            timings=subtitles is not None or timings_json is not None or (book is not None and book.anchors is not None),
+            timings=(subtitles is not None or timings_json is not None
+                     or (book is not None and book.anchors is not None)),  # -o book.epub
         ),
         subtasks=args.subtasks,
         workers=args.workers,

@@ -562,7 +562,7 @@ def _open(job: Job, stdout: BinaryIO | None) -> stitching.AudioWriter | None:
     if job.book is not None and job.book.anchors is not None:
         from gflite.bookwriter import ReadAlongWriter
 
-        return ReadAlongWriter(Path(output), Path(job.source.value), job.book.anchors, rate, tags)
+        return ReadAlongWriter(Path(output), Path(job.source.value), job.book.anchors, rate)
     kind = audiobook.audiobook_format(output) if output != STDOUT else None
     if kind is not None:
         from gflite.bookwriter import AudiobookWriter

@@ -8,9 +8,10 @@ What goes in the package:
   subtitles' cues) and a link to a one-rule stylesheet that highlights the
   sentence being read (``media:active-class``);
 - the audio, one AAC-LC file in MP4 (``audio/mp4``, an EPUB 3 core media type)
-  per chapter, made by ffmpeg (``gflite.audiobook.split_chapters``), each cut
-  at the sample where its chapter starts; a chapter's pause
-  (``--chapter-silence``) ends the chapter before it;
+  per chapter, streamed into ffmpeg while the book is synthesised
+  (``gflite.bookwriter.ReadAlongWriter``), each starting on the sample where
+  its chapter starts; a chapter's pause (``--chapter-silence``) ends the
+  chapter before it;
 - one SMIL file per content document (EPUB pairs an overlay with a document,
   and a document may hold several chapters or a chapter span several): a
   ``<par>`` per sentence, its ``<text>`` the sentence's id, its ``<audio>`` the
@@ -36,12 +37,10 @@ import tempfile
 import zipfile
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from urllib.parse import quote
 
-from gflite.audiobook import ChapterMark, Tags, read_wav_header, split_chapters
 from gflite.books import epub, limits, sentencemarks, xhtml, xmlsafe
 from gflite.books.anchors import BookMap, Place
 from gflite.errors import OutputError, UsageError
@@ -104,30 +103,10 @@ def clock(samples: int, rate: int) -> str:
     return f"{h}:{m:02d}:{s:02d}" + (f".{tail}" if tail else "")
 
 
-@dataclass(frozen=True)
-class Clip:
-    sentence: int
-    document: str
-    fragment: str
-    audio: int  # index of the chapter's audio file
-    begin: int  # samples from the start of that file
-    end: int
-
-
-def write_epub(source: Path, target: Path, timeline: Timeline, book_map: BookMap, wav: Path,
-               chapter_starts: Sequence[int], tags: Tags, work: Path) -> None:
-    """The read-along package; ``wav`` is the whole book's audio, ``chapter_starts``
-    the sample where each composed chapter starts, ``work`` a folder for scratch files."""
-    rate = timeline.sample_rate
-    frames = read_wav_header(wav).frames
-    # One file per chapter that has audio; an empty chapter starts where the next does.
-    starts = sorted({s for s in chapter_starts if s < frames} | ({0} if frames else set()))
-    titles = [timeline.chapters[i] if i < len(timeline.chapters) else "" for i in range(len(chapter_starts))]
-    marks = [ChapterMark(s, next((titles[i] for i, c in enumerate(chapter_starts) if c == s), "") or "Chapter")
-             for s in starts]
-    audio_dir = work / "audio"
-    audio_dir.mkdir()
-    audio = split_chapters(wav, audio_dir, marks, replace(tags, cover=None), kind="m4a") if marks else ()
+def write_epub(source: Path, target: Path, timeline: Timeline, book_map: BookMap, audio: Sequence[Path],
+               audio_starts: Sequence[int]) -> None:
+    """The read-along package: ``audio`` the chapters' files (AAC in MP4), each
+    starting at ``audio_starts`` samples into the book's audio."""
     places: dict[str, dict[int, Place]] = {}
     for s in timeline.sentences:
         place = book_map.locate(s.span) if s.span is not None else None
@@ -135,7 +114,7 @@ def write_epub(source: Path, target: Path, timeline: Timeline, book_map: BookMap
             places.setdefault(place.document, {})[s.index] = place
     z = limits.SafeZip(source)
     try:
-        _pack(z, target, timeline.sentences, places, starts, audio, book_map, rate)
+        _pack(z, target, timeline.sentences, places, list(audio_starts), audio, book_map, timeline.sample_rate)
     finally:
         z.close()
 

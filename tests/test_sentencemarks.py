@@ -9,7 +9,8 @@ from xml.etree import ElementTree
 from gflite.books import sentencemarks, xhtml
 from gflite.books.anchors import Place
 
-HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n<html xmlns="http://www.w3.org/1999/xhtml"><head><title>T</title></head><body>'
+HEAD = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<html xmlns="http://www.w3.org/1999/xhtml"><head><title>T</title></head><body>')
 TAIL = "</body></html>"
 
 
