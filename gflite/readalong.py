@@ -52,10 +52,6 @@ SMIL_NS = "http://www.w3.org/ns/SMIL"
 _MAX_DECIMALS = 9
 
 
-def is_epub_output(output: str) -> bool:
-    return output.lower().endswith(".epub")
-
-
 def check_request(source: str | None, *, split: bool, replace: bool, ssml: bool) -> None:
     """Before any work, for ``-o x.epub``: the input (``source``, None if not a
     file) must be an EPUB 3 with a navigation document, read as a book, whole

@@ -202,10 +202,26 @@ def _package(path: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("flags", [[], ["--no-cache", "-j", "2", "--redundancy", "2"]],
                          ids=["from-cache", "redundancy"])
-def test_cache_and_redundancy_make_the_same_package(made: Path, tmp_path: Path, flags: list[str]) -> None:
-    run(str(made / "book.epub"), "-voice", "kal16", *flags, "-o", str(tmp_path / "again.epub"))
+def test_cache_and_redundancy_make_the_same_package(capsys, made: Path, tmp_path: Path, flags: list[str]) -> None:
+    code, _, err = gflite(capsys, str(made / "book.epub"), "-voice", "kal16", *flags,
+                          "-o", str(tmp_path / "again.epub"))
+    assert code == 0, err
+    assert "wrote" in err and "as WAV" not in err  # no "writing ... as WAV" note for an .epub
     assert _package(tmp_path / "again.epub") == _package(made / "read.epub")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "scratch files left behind"
+
+
+def test_what_was_not_read_aloud_is_copied_unchanged(made: Path) -> None:
+    source, out = _package(made / "book.epub"), _package(made / "read.epub")
+    changed = {"OEBPS/content.opf", "OEBPS/ch1.xhtml", "OEBPS/ch2.xhtml"}
+    assert {n: d for n, d in source.items() if n not in changed} == \
+        {n: d for n, d in out.items() if n in source and n not in changed}
+    assert set(source) <= set(out)
+    # The book read with --chapters 2: chapter 1's document is left as it was.
+    run(str(made / "book.epub"), "-voice", "kal16", "--chapters", "2", "-o", str(made / "two.epub"))
+    two = _package(made / "two.epub")
+    assert two["OEBPS/ch1.xhtml"] == source["OEBPS/ch1.xhtml"] and two["OEBPS/ch2.xhtml"] != source["OEBPS/ch2.xhtml"]
+    assert len([n for n in two if n.endswith(".smil")]) == 1
 
 
 def test_a_document_that_is_not_well_formed_is_refused_before_any_work(capsys, tmp_path: Path) -> None:
