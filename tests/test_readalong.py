@@ -231,3 +231,43 @@ def test_a_document_that_is_not_well_formed_is_refused_before_any_work(capsys, t
     code, _, err = gflite(capsys, str(tmp_path / "in.epub"), "-o", str(tmp_path / "out.epub"))
     assert code == 3 and err.count("\n") == 1 and "ch2.xhtml is not well-formed XML" in err, err
     assert not list(tmp_path.glob("*out.epub*"))
+
+
+@pytest.mark.slow  # ~30 s
+@pytest.mark.usefixtures("sigint_reaches_children")
+def test_ctrl_c_leaves_no_scratch_and_a_rerun_resumes(tmp_path: Path, fresh_cache: Path) -> None:
+    import html
+    import os
+    import signal
+    import sys
+    import time
+
+    long = (Path(__file__).resolve().parent.parent / "sample_texts" / "long.txt").read_text("ascii")
+    paragraphs = [" ".join(p.split()) for p in long.split("\n\n") if p.strip()]
+    chapters = [(f"c{i}.xhtml", chapter(f"Part {i}", *(html.escape(p) for p in paragraphs[i::3])))
+                for i in range(3)]
+    write(tmp_path / "book.epub", members(3, chapters=chapters))
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [sys.executable, "-m", "gflite", "-voice", "kal16", "-j1", "book.epub", "-o", "out/book.epub"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    results = fresh_cache / "results"
+
+    def done() -> int:
+        return len(list(results.rglob("*.result"))) if results.is_dir() else 0
+
+    while (done() < 3 or not list(out.glob(".book.epub.*.work/*.part"))) and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert list(out.iterdir()) == [], "an interrupted read-along leaves nothing behind"
+    finished = done()
+    r = subprocess.run(args, cwd=tmp_path, capture_output=True, timeout=300, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    cached = int(re.search(rb"\((\d+) from cache\)", r.stderr).group(1))  # type: ignore[union-attr]
+    assert cached == finished >= 3  # finished chunks were not synthesised again
+    assert [p.name for p in out.iterdir()] == ["book.epub"]
