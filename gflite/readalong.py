@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import shutil
 import tempfile
 import zipfile
 from bisect import bisect_right
@@ -43,7 +44,7 @@ from urllib.parse import quote
 
 from gflite.books import epub, limits, sentencemarks, xhtml, xmlsafe
 from gflite.books.anchors import BookMap, Place
-from gflite.errors import OutputError, UsageError
+from gflite.errors import BookError, BookProblem, OutputError, UsageError
 from gflite.timings import SentenceTime, Timeline
 
 ACTIVE_CLASS = "gflite-active"
@@ -77,8 +78,15 @@ def check_source(path: str) -> None:
             raise UsageError(f"-o .epub writes a read-along EPUB 3 and needs one as input: {Path(path).name} is "
                              f"EPUB {version or '?'}{'' if nav else ' without a navigation document'} "
                              "(convert it to EPUB 3 first, e.g. with Calibre)")
-        # Sentence ids go into the documents as text: each must be well-formed XML
-        # now, not found otherwise after hours of synthesis.
+        if any(xmlsafe.attr(i, "media-overlay") for i in xmlsafe.descendants(opf, "item")):
+            raise UsageError(f"{Path(path).name} already has Media Overlays: it is a read-along book")
+        # Everything below is found now, not after hours of synthesis: the package
+        # is copied whole (within the caps every book is read with), and sentence
+        # ids go into the documents as text, so each must be well-formed XML.
+        declared = sum(z.info(n).file_size for n in z.names())
+        if declared > limits.MAX_TOTAL_BYTES:
+            raise BookError(f"{z.name} unpacks to over {limits.MAX_TOTAL_BYTES >> 20} MiB: too large to copy "
+                            "into a read-along EPUB", BookProblem.TOO_LARGE)
         for item in epub.manifest(opf, opf_path, z.name).values():
             if item.media_type == "application/xhtml+xml" and item.path in z:
                 xmlsafe.parse(z.read(item.path), name=f"{z.name}: {item.path}")
@@ -124,7 +132,9 @@ def _pack(z: limits.SafeZip, target: Path, sentences: Sequence[SentenceTime], pl
     members = z.names()
     folder = _free_folder(opf_dir, members)
     ids = {xmlsafe.attr(el, "id") for el in opf.iter() if xmlsafe.attr(el, "id")}
-    id_prefix = "gflite-" if not any(i.startswith("gflite-") for i in ids) else "gflite-mo-"
+    id_prefix = "gflite-"
+    while any(i.startswith(id_prefix) for i in ids):
+        id_prefix = id_prefix[:-1] + "x-"
     css_path = posixpath.join(folder, "read-along.css")
     tags_of = {p.document: p.tags for ch in book_map.chapters for p in ch.pieces}
     by_sentence = {s.index: s for s in sentences}
@@ -162,12 +172,10 @@ def _pack(z: limits.SafeZip, target: Path, sentences: Sequence[SentenceTime], pl
     if not overlays:
         raise OutputError(f"no sentence of {z.name} could be placed in its documents: no read-along to write")
     new_members[css_path] = STYLESHEET.encode("utf-8")
-    for i, path in enumerate(audio):
-        new_members[_audio_path(folder, i)] = path.read_bytes()
     opf_text = xhtml.decode(z.read(opf_path, cap=epub.MAX_XML_BYTES), name=f"{z.name}: {opf_path}")
     new_members[opf_path] = _edit_opf(opf_text, opf_dir, overlays, css_path, len(audio), folder, id_prefix,
                                       rate, name=f"{z.name}: {opf_path}").encode("utf-8")
-    _write_zip(z, members, new_members, target)
+    _write_zip(z, members, new_members, {_audio_path(folder, i): path for i, path in enumerate(audio)}, target)
 
 
 def _audio_path(folder: str, index: int) -> str:
@@ -237,7 +245,10 @@ def _before_end(text: str, element: str, insert: str, name: str) -> str:
     return text[:at] + insert + text[at:]
 
 
-def _write_zip(z: limits.SafeZip, members: list[str], new: dict[str, bytes], target: Path) -> None:
+def _write_zip(z: limits.SafeZip, members: list[str], new: dict[str, bytes], files: dict[str, Path],
+               target: Path) -> None:
+    """The package: the source's members (those in ``new`` replaced), then the new
+    ones, then ``files`` (the audio, stored: it is compressed already) copied from disk."""
     from gflite import outputs
 
     where = target.parent
@@ -259,8 +270,12 @@ def _write_zip(z: limits.SafeZip, members: list[str], new: dict[str, bytes], tar
                 out.writestr(zipfile.ZipInfo(member, date_time=info.date_time),
                              data if data is not None else z.read(member), compress_type=zipfile.ZIP_DEFLATED)
             for member, data in new.items():
-                kind = zipfile.ZIP_STORED if member.endswith(".m4a") else zipfile.ZIP_DEFLATED
-                out.writestr(zipfile.ZipInfo(member, date_time=(2026, 1, 1, 0, 0, 0)), data, compress_type=kind)
+                out.writestr(zipfile.ZipInfo(member, date_time=(2026, 1, 1, 0, 0, 0)), data,
+                             compress_type=zipfile.ZIP_DEFLATED)
+            for member, path in files.items():
+                info = zipfile.ZipInfo(member, date_time=(2026, 1, 1, 0, 0, 0))
+                with path.open("rb") as src, out.open(info, "w") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private

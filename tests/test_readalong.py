@@ -271,3 +271,9 @@ def test_ctrl_c_leaves_no_scratch_and_a_rerun_resumes(tmp_path: Path, fresh_cach
     cached = int(re.search(rb"\((\d+) from cache\)", r.stderr).group(1))  # type: ignore[union-attr]
     assert cached == finished >= 3  # finished chunks were not synthesised again
     assert [p.name for p in out.iterdir()] == ["book.epub"]
+
+
+def test_a_read_along_book_is_not_read_along_again(capsys, made: Path, tmp_path: Path) -> None:
+    code, _, err = gflite(capsys, str(made / "read.epub"), "-o", str(tmp_path / "again.epub"))
+    assert code == 2 and err == "gflite: error: read.epub already has Media Overlays: it is a read-along book\n"
+    assert list(tmp_path.iterdir()) == []
