@@ -81,3 +81,46 @@ def test_stylesheet_linked_in_the_head_and_declaration_kept() -> None:
 def test_a_document_declared_in_another_encoding_says_utf_8() -> None:
     assert sentencemarks.declare_utf8('<?xml version="1.0" encoding="ISO-8859-1"?><a/>') == \
         '<?xml version="1.0" encoding="utf-8"?><a/>'
+
+
+def _paragraph(rng, depth: int = 0) -> str:  # type: ignore[no-untyped-def]
+    """Random words and sentence ends, some of them inside nested inline elements."""
+    parts = []
+    for _ in range(rng.randint(1, 6)):
+        if depth < 3 and rng.random() < 0.35:
+            tag = rng.choice(["em", "b", "i", "span", "a"])
+            attrs = rng.choice(["", ' class="k"', ' id="own%d"' % rng.randint(0, 10**6), ' href="#x"'])
+            if tag != "a" and "href" in attrs:
+                attrs = ""
+            parts.append(f"<{tag}{attrs}>{_paragraph(rng, depth + 1)}</{tag}>")
+        else:
+            words = " ".join(rng.choice(["one", "two", "three", "&amp;", "caf\u00e9"]) for _ in range(rng.randint(1, 3)))
+            parts.append(words + rng.choice(["", "", ". ", "."]))
+    return rng.choice(["", " "]).join(parts)
+
+
+def test_random_inline_structures_keep_text_and_give_each_sentence_its_element() -> None:
+    import random
+
+    rng = random.Random(14)
+    checked = 0
+    for _ in range(300):
+        body = f"<p>{_paragraph(rng)}.</p>"
+        source = HEAD + body + TAIL
+        doc = xhtml.parse(source, name="t", origins=True)
+        if not doc.blocks:
+            continue
+        block = doc.blocks[0]
+        sentences = [m for m in re.finditer(r"[^ .][^.]*\.+", block.text)]
+        places = {n: Place("t", block.origins[m.start()], block.origins[m.end() - 1]) for n, m in enumerate(sentences)}
+        result = sentencemarks.mark(source, doc.tags, places, name="t")
+        root = ElementTree.fromstring(result.text.encode())
+        before = ElementTree.fromstring(source.encode())
+        assert "".join(root.itertext()) == "".join(before.itertext()), body
+        ids = [el.get("id") for el in root.iter() if el.get("id")]
+        assert len(ids) == len(set(ids)), body
+        by_id = {el.get("id"): el for el in root.iter()}
+        for n, m in enumerate(sentences):
+            assert " ".join("".join(by_id[result.ids[n]].itertext()).split()) == " ".join(m.group().split()), body
+            checked += 1
+    assert checked > 300
