@@ -112,7 +112,8 @@ def test_random_inline_structures_keep_text_and_give_each_sentence_its_element()
             continue
         block = doc.blocks[0]
         sentences = [m for m in re.finditer(r"[^ .][^.]*\.+", block.text)]
-        places = {n: Place("t", block.origins[m.start()], block.origins[m.end() - 1]) for n, m in enumerate(sentences)}
+        places = {n: Place("t", block.origins[m.start()], block.origins[m.end() - 1])
+                  for n, m in enumerate(sentences)}
         result = sentencemarks.mark(source, doc.tags, places, name="t")
         root = ElementTree.fromstring(result.text.encode())
         before = ElementTree.fromstring(source.encode())
