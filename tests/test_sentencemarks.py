@@ -94,7 +94,8 @@ def _paragraph(rng, depth: int = 0) -> str:  # type: ignore[no-untyped-def]
                 attrs = ""
             parts.append(f"<{tag}{attrs}>{_paragraph(rng, depth + 1)}</{tag}>")
         else:
-            words = " ".join(rng.choice(["one", "two", "three", "&amp;", "caf\u00e9"]) for _ in range(rng.randint(1, 3)))
+            vocabulary = ["one", "two", "three", "&amp;", "caf\u00e9"]
+            words = " ".join(rng.choice(vocabulary) for _ in range(rng.randint(1, 3)))
             parts.append(words + rng.choice(["", "", ". ", "."]))
     return rng.choice(["", " "]).join(parts)
 
