@@ -49,11 +49,12 @@ class Place:
 def pieces(doc: Document, blocks: tuple[Block, ...] | list[Block], path: str, offset: int = 0) -> tuple[Piece, ...]:
     """The pieces of ``blocks`` (joined by blank lines, as ``xhtml.text_of``), the
     first at ``offset`` in its chapter; none if the document was read without origins."""
+    if not doc.tags and not doc.length:
+        return ()
     out, at = [], offset
     for b in blocks:
-        if b.origins is None:
-            return ()
-        out.append(Piece(at, path, b, doc.tags))
+        if b.origins is not None:  # a block without them is read aloud, but has no place
+            out.append(Piece(at, path, b, doc.tags))
         at += len(b.text) + 2
     return tuple(out)
 
@@ -64,6 +65,7 @@ class _ChapterMap:
     lead: int  # white space stripped from the front of its normalised text
     origins: array = field(repr=False)  # per normalised character, its offset in the chapter's text
     pieces: tuple[Piece, ...] = field(repr=False)
+    starts: tuple[int, ...] = field(default=(), repr=False)  # each piece's start, to search
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class BookMap:
     """The composed text's characters back to their documents; see the module docstring."""
 
     chapters: tuple[_ChapterMap, ...]
+    starts: tuple[int, ...] = field(default=(), repr=False)  # each chapter's start, to search
 
     @classmethod
     def of(cls, book: Book, composed: Composed) -> BookMap:
@@ -79,11 +82,11 @@ class BookMap:
             chapter = book.chapters[index]
             text, origins = normalise_origins(chapter.text)
             lead = len(text) - len(text.lstrip(_WS))
-            maps.append(_ChapterMap(start, lead, origins, chapter.pieces))
-        return cls(tuple(maps))
+            maps.append(_ChapterMap(start, lead, origins, chapter.pieces, tuple(p.start for p in chapter.pieces)))
+        return cls(tuple(maps), tuple(c.start for c in maps))
 
     def chapter_of(self, offset: int) -> int:
-        return max(0, bisect_right([c.start for c in self.chapters], offset) - 1)
+        return max(0, bisect_right(self.starts, offset) - 1)
 
     def locate(self, span: tuple[int, int]) -> Place | None:
         """Where the characters ``span`` = [start, end) of the composed text stand."""
@@ -95,9 +98,8 @@ class BookMap:
         if first < 0 or last >= len(ch.origins):
             return None
         a, b = ch.origins[first], ch.origins[last]
-        starts = [p.start for p in ch.pieces]
-        i = bisect_right(starts, a) - 1
-        if i < 0 or bisect_right(starts, b) - 1 != i:
+        i = bisect_right(ch.starts, a) - 1
+        if i < 0 or bisect_right(ch.starts, b) - 1 != i:
             return None
         piece = ch.pieces[i]
         raw = piece.block.origins

@@ -332,20 +332,24 @@ class _Extractor(HTMLParser):
             self.blocks.append(Block(text=text, level=level, origins=kept))
 
 
-def _align(text: str, raw: str, origins: list[int]) -> array:
+def _align(text: str, raw: str, origins: list[int]) -> array | None:
     """The origins of ``text``, made from ``raw`` only by dropping white space and
     turning white space into a single space: so its characters are matched in
-    order, each to the next character of ``raw`` it can be."""
+    order, each to the next character of ``raw`` it can be. None if they cannot
+    be (never seen): the block then has no place, and is read but not marked."""
     out, j = array("q"), 0
-    for c in text:
-        if c == " ":
-            while raw[j] not in " \t\r\f":
-                j += 1
-        else:
-            while raw[j] != c:
-                j += 1
-        out.append(origins[j])
-        j += 1
+    try:
+        for c in text:
+            if c == " ":
+                while raw[j] not in " \t\r\f":
+                    j += 1
+            else:
+                while raw[j] != c:
+                    j += 1
+            out.append(origins[j])
+            j += 1
+    except IndexError:
+        return None
     return out
 
 
