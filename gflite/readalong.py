@@ -88,7 +88,7 @@ def check_source(path: str) -> None:
             raise BookError(f"{z.name} unpacks to over {limits.MAX_TOTAL_BYTES >> 20} MiB: too large to copy "
                             "into a read-along EPUB", BookProblem.TOO_LARGE)
         for item in epub.manifest(opf, opf_path, z.name).values():
-            if item.media_type == "application/xhtml+xml" and item.path in z:
+            if item.media_type in epub.XHTML_TYPES and item.path in z:
                 xmlsafe.parse(z.read(item.path), name=f"{z.name}: {item.path}")
     finally:
         z.close()

@@ -18,7 +18,7 @@ from gflite.errors import BookError, BookProblem
 CONTAINER = "META-INF/container.xml"
 ENCRYPTION = "META-INF/encryption.xml"
 OPF_TYPE = "application/oebps-package+xml"
-_XHTML_TYPES = {"application/xhtml+xml", "text/html", "application/xml", "text/x-oeb1-document"}
+XHTML_TYPES = {"application/xhtml+xml", "text/html", "application/xml", "text/x-oeb1-document"}
 _COVER_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
 # Font obfuscation is not DRM: IDPF's and Adobe's schemes only hide embedded fonts.
 _FONT_OBFUSCATION = {"http://www.idpf.org/2008/embedding", "http://ns.adobe.com/pdf/enc#RC"}
@@ -73,7 +73,7 @@ def _read(z: limits.SafeZip, options: ReadOptions, origins: bool = False) -> Boo
     skip = xhtml.skipped_types(options)
     chapters: list[Chapter] = []
     for item, linear in spine:
-        if item.media_type not in _XHTML_TYPES or item.path in skip_docs:
+        if item.media_type not in XHTML_TYPES or item.path in skip_docs:
             continue
         if not linear and not options.keep_nonlinear:
             continue
