@@ -661,14 +661,16 @@ def test_punctuation_only_input_warns(capsys, tmp_path: Path) -> None:
 
 def test_ctrl_c_after_the_file_is_written_is_not_a_failure(capsys, tmp_path: Path, monkeypatch) -> None:
     """Was exit 130 for a complete file."""
-    real = cli._note
+    from gflite.cli import report
+
+    real = report.note
 
     def note(message: str) -> None:
         real(message)
         if message.startswith("wrote "):
             raise KeyboardInterrupt  # Ctrl-C arriving just after the "wrote" line
 
-    monkeypatch.setattr(cli, "_note", note)
+    monkeypatch.setattr(report, "note", note)
     code, _, err = gflite(capsys, "-voice", "kal16", "-t", HELLO, "-o", str(tmp_path / "a.wav"))
     assert code == 0 and "interrupted" not in err, err
     assert pcm(tmp_path / "a.wav") == native(tmp_path, "-voice", "kal16", "-t", HELLO)
