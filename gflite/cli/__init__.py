@@ -13,7 +13,7 @@ on stderr, and chooses exit codes (listed in README.md). stdout carries only
 what was asked for: WAV with ``-o -``, flite's printouts, or the
 ``-lv``/``--version``/``-b`` listings.
 
-Its parts: :mod:`.options` (the flags, parsed by typer), :mod:`.job` (flags →
+Its parts: :mod:`.options` (the flags, parsed by click), :mod:`.job` (flags →
 Job), :mod:`.structure` (books: chapters, pauses, replacements), :mod:`.render`
 (running the Job, playing it), :mod:`.progress` (the bar), :mod:`.report` (notes
 and the end-of-run lines), :mod:`.listings` (``--version``, ``-lv``, the cache).
@@ -42,21 +42,19 @@ INTERRUPTED = "interrupted; finished chunks are cached, rerun the same command t
 
 
 def run(argv: Optional[List[str]] = None) -> None:
-    """Parse ``argv`` (flite's flags via typer) and do what it asks; raises GfliteError subclasses."""
-    import click  # already loaded by typer
+    """Parse ``argv`` (flite's flags, via click) and do what it asks; raises GfliteError subclasses."""
+    import click
 
-    from gflite.cli.options import Carry, app
+    from gflite.cli.options import Carry, command
 
     try:
-        code = app(args=argv, prog_name=PROG, standalone_mode=False)
+        code = command.main(args=argv, prog_name=PROG, standalone_mode=False)
     except Carry as carried:
         raise carried.exc from None
     except click.UsageError as exc:
         raise UsageError(f"{exc.format_message()} (see {PROG} --help)") from None
     except click.exceptions.Abort as exc:  # click's Ctrl-C
         raise KeyboardInterrupt from exc
-    if code == Interrupted.exit_code:  # Ctrl-C while typer itself was parsing
-        raise KeyboardInterrupt
 
 
 def _silence_stdout() -> None:
@@ -73,6 +71,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     """The ``gflite`` console script: run, then exit with the documented code."""
     render.completed = False
     code = 0
+    if not os.environ.get("GFLITE_CLUSTER"):
+        # Most runs are local: a worker forked now loads wasmtime while the flags
+        # are parsed and the job prepared. Runs that need none end it.
+        render.start_spare_worker()
     try:
         try:
             run(argv)

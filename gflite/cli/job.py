@@ -26,6 +26,9 @@ BENCHMARK_TEXT = "A whole joy was reaping, but they've gone south, you should fe
 
 def run_args(args: SimpleNamespace) -> None:
     """Do what the parsed flags ask: a listing, or a Job rendered (or played)."""
+    if args.cluster is not None or args.list_chapters or args.version or args.list_voices or args.cache_info \
+            or args.cache_clear:
+        render.discard_spare_worker()  # no local worker will run
     if args.version:
         listings.version()
         return
@@ -35,8 +38,6 @@ def run_args(args: SimpleNamespace) -> None:
     if args.cache_info or args.cache_clear:
         listings.cache(clear=args.cache_clear)
         return
-    if args.cluster is None and not args.list_chapters:
-        render.start_spare_worker()  # it loads wasmtime while the rest is prepared
     from gflite.cli.structure import Listed, structure
 
     text, file, output = args.text, args.file, args.output

@@ -20,8 +20,8 @@ completed = False
 
 def start_spare_worker() -> None:
     """Fork a local worker now, while this process is small and has no threads:
-    it loads wasmtime while the Job is prepared, and the run's executor adopts
-    it (see :func:`gflite.gwasm.executors.local.prestart`)."""
+    it loads wasmtime while the flags are parsed and the Job prepared, and the
+    run's executor adopts it (see :func:`gflite.gwasm.executors.local.prestart`)."""
     from gflite.gwasm.executors import local
 
     local.prestart()
