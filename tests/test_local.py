@@ -210,7 +210,7 @@ def test_a_prestarted_worker_is_adopted_once_and_otherwise_killed(wat_program: W
     # environment changed is not used; discard_spare reaps an unused one.
     script = textwrap.dedent(
         f"""
-        import os
+        import os, time
         from gflite.gwasm.executors import local
         from gflite.gwasm.subtask import Limits, Program, Subtask
         program = Program.from_path({str(wat_program("upper").path)!r})
@@ -220,6 +220,12 @@ def test_a_prestarted_worker_is_adopted_once_and_otherwise_killed(wat_program: W
             with local.LocalExecutor(1) as ex:
                 result = ex.submit(program, st, Limits(subtask_timeout=30)).result(timeout=60)
                 return result.outputs, ex._slots[0].worker.pid, ex.spawned, ex.start_methods
+
+        def settle():
+            # A joined thread may linger in /proc a moment, and prestart forks only without one.
+            deadline = time.monotonic() + 10
+            while len(os.listdir("/proc/self/task")) > 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
 
         def gone(pid):
             try:
@@ -232,11 +238,13 @@ def test_a_prestarted_worker_is_adopted_once_and_otherwise_killed(wat_program: W
         spare = local._spare[0].pid
         outputs, pid, spawned, methods = run()
         print(outputs, pid == spare, spawned, methods, local._spare)
+        settle()
         local.prestart()
         spare = local._spare[0].pid
         os.environ["GFLITE_TEST_CHANGED"] = "1"
         outputs, pid, spawned, methods = run()
         print(outputs, pid == spare, gone(spare), spawned, methods)
+        settle()
         local.prestart()
         spare = local._spare[0].pid
         local.discard_spare()
