@@ -48,7 +48,7 @@ def run(argv: Optional[List[str]] = None) -> None:
     from gflite.cli.options import Carry, command
 
     try:
-        code = command.main(args=argv, prog_name=PROG, standalone_mode=False)
+        command.main(args=argv, prog_name=PROG, standalone_mode=False)
     except Carry as carried:
         raise carried.exc from None
     except click.UsageError as exc:
