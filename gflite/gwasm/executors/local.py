@@ -362,7 +362,11 @@ def _take_spare() -> _Worker | None:
     if spare is None:
         return None
     worker, env = spare
-    if env != dict(os.environ) or worker._exited():
+    if worker._exited():  # reaped by that check: only its pipes are left to close
+        worker._close("job_fd")
+        worker._close("result_fd")
+        return None
+    if env != dict(os.environ):
         worker.kill()
         return None
     return worker
