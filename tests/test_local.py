@@ -207,7 +207,8 @@ def test_forks_workers_when_the_parent_has_no_other_threads(wat_program: WatProg
 def test_a_prestarted_worker_is_adopted_once_and_otherwise_killed(wat_program: WatProgram) -> None:
     # In a fresh interpreter (forking is safe there): the first executor runs its
     # first attempt in the prestarted worker; a spare forked before the
-    # environment changed is not used; discard_spare reaps an unused one.
+    # environment changed is not used; discard_spare reaps an unused one; a
+    # spare that died is replaced by a new worker.
     script = textwrap.dedent(
         f"""
         import os, time
@@ -249,6 +250,13 @@ def test_a_prestarted_worker_is_adopted_once_and_otherwise_killed(wat_program: W
         spare = local._spare[0].pid
         local.discard_spare()
         print(gone(spare), local._spare)
+        settle()
+        local.prestart()
+        spare = local._spare[0].pid
+        os.kill(spare, 9)  # a spare that died before it was needed
+        time.sleep(0.2)
+        outputs, pid, spawned, methods = run()
+        print(outputs, pid == spare, gone(spare), spawned, methods)
         """
     )
     root = str(Path(__file__).resolve().parent.parent)
@@ -259,6 +267,7 @@ def test_a_prestarted_worker_is_adopted_once_and_otherwise_killed(wat_program: W
         "(('out.txt', b'WARM'),) True 1 ['fork'] None",
         "(('out.txt', b'WARM'),) False True 1 ['fork']",
         "True None",
+        "(('out.txt', b'WARM'),) False True 1 ['fork']",
     ]
 
 
