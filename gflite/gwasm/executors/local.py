@@ -174,13 +174,22 @@ def _file_size_limit(limit: int) -> contextlib.AbstractContextManager[None]:
     return _soft_limit("FSIZE", limit + 1)
 
 
+def _warm_up() -> None:
+    """Import what loading a program needs (wasmtime most of all), before any job
+    comes: outside any attempt's caps, as in a worker that already ran one. An
+    import that fails here fails again, and is reported, when the program loads."""
+    with contextlib.suppress(Exception):
+        import platform  # noqa: F401  (the module cache's key)
+
+        import wasmtime  # noqa: F401
+
+        from gflite.gwasm import cache  # noqa: F401
+
+
 def _worker_loop(job_fd: int, result_fd: int, parent_pid: int, warm: bool = False) -> None:
     _harden(parent_pid)
     if warm:
-        # Outside any attempt's caps, as in a worker that already ran one; an
-        # import that fails here fails again, and is reported, when the program loads.
-        with contextlib.suppress(Exception):
-            import wasmtime  # noqa: F401
+        _warm_up()
     while True:
         job = _recv(job_fd)
         if job is None:
