@@ -649,6 +649,14 @@ def test_help_keeps_its_layout_and_mentions_the_cache(capsys) -> None:
     assert "\n  examples:\n    gflite book.txt book.mp3                   flite's positional form\n" in out, out
     assert "\n    8 cluster, 9 output, 130 interrupted" in out
     assert "cache" in out and "GFLITE_CACHE_DIR" in out
+    # The layout it had under typer: arguments apart, defaults, ranges and the env var shown.
+    assert out.startswith("Usage: gflite [OPTIONS] [TEXT_OR_FILE [OUTFILE]]\n"), out
+    assert "\nArguments:\n  [TEXT_OR_FILE [OUTFILE]]\n\nOptions:\n  --version " in out, out
+    for shown in ("[default:\n                            kal]", "[default: m4a]", "[x>=1]", "[default: 1; x>=1]",
+                  "[env var: GFLITE_CLUSTER]", "[default: 0.0; 0.0<=x<=1.0]", "  -h, -?, --help  "):
+        assert shown in out, shown
+    for hidden in ("-voicedump", "-p ", "-l "):
+        assert f"\n  {hidden}" not in out
 
 
 def test_dropped_and_spelled_characters_are_reported(capsys, tmp_path: Path) -> None:
