@@ -30,11 +30,13 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import TYPE_CHECKING, BinaryIO, Callable
 
-from gflite.books.model import Cover
 from gflite.errors import OutputError
 from gflite.stitching import ENCODERS, WavFormat, find_ffmpeg
+
+if TYPE_CHECKING:
+    from gflite.books.model import Cover
 
 AUDIOBOOK_FORMATS = ("m4b", "m4a", "mp3")
 _MP4_FORMATS = ("m4b", "m4a")

@@ -5,7 +5,6 @@ library code never does.
 """
 from __future__ import annotations
 
-import logging
 import re
 
 # C0 and C1 control characters (ESC, CR, LF, BEL, CSI ...) and DEL: a string
@@ -27,6 +26,8 @@ def quiet_cluster_logs() -> None:
 
     Importing distributed sets its loggers' levels, so this imports it first;
     call it only when a cluster is used."""
+    import logging
+
     try:
         import distributed  # noqa: F401
     except ImportError:

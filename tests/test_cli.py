@@ -6,59 +6,30 @@ Audio is checked against native flite, the oracle.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import pty
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
 import time
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
 import pytest
 
+from clirun import FLITE, GFLITE, gflite, native, ok, pcm
 from gflite import cli
 from gflite.errors import InputError, Interrupted, OutputError, UsageError
 from gflite.flitewasm import VOICES
 
 ROOT = Path(__file__).resolve().parent.parent
-FLITE = shutil.which("flite") or "/usr/bin/flite"
 LONG = (ROOT / "sample_texts" / "long.txt").read_text("ascii")
 HELLO = "Hello there. This is gflite speaking."
 BOOK = "A short book.\r\n\r\nIt has two paragraphs! Does it? Yes: it does.\r\n"
-GFLITE = [sys.executable, "-m", "gflite"]
-
-
-def pcm(wav: Path | bytes) -> tuple[int, bytes]:
-    with wave.open(io.BytesIO(wav) if isinstance(wav, bytes) else str(wav)) as w:
-        return w.getframerate(), w.readframes(w.getnframes())
-
-
-def native(tmp: Path, *args: str) -> tuple[int, bytes]:
-    out = tmp / "native.wav"
-    subprocess.run([FLITE, *args, "-o", str(out)], check=True)
-    return pcm(out)
-
-
-def gflite(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run ``gflite ARGS`` in-process: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exc:
-        cli.main(list(args))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err  # type: ignore[return-value]
-
-
-def ok(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    code, _, err = gflite(capsys, *args)
-    assert code == 0, err
-    return err
 
 
 @pytest.fixture
@@ -274,6 +245,43 @@ def test_errors_are_one_line_with_their_exit_code(capsys, tmp_path: Path, book: 
     assert "Traceback" not in err
     assert not (tmp_path / "x.wav").exists()
     assert [p.name for p in tmp_path.iterdir() if ".part" in p.name] == []
+
+
+# Run gflite's main in a fresh interpreter, then list the modules it imported.
+_MODULES_AFTER = (
+    "import json, sys\n"
+    "from gflite.cli import main\n"
+    "try:\n"
+    "    main(sys.argv[1:])\n"
+    "except SystemExit as exc:\n"
+    "    sys.stdout.write(json.dumps([exc.code, sorted(sys.modules)]))\n"
+)
+# Needed only by books, --replace, the read-along outputs, SSML, a cluster or a
+# terminal; the parent never runs a guest itself, so never loads wasmtime.
+ONLY_WHEN_ASKED = (
+    "gflite.books", "gflite.books.model", "gflite.replacements", "gflite.subtitles", "gflite.timings",
+    "gflite.timings_file", "gflite.ssml", "gflite.cli.progress", "gflite.gwasm.executors.dask",
+    "dask", "distributed", "nltk", "tqdm", "wasmtime",
+)
+
+
+def _imported(tmp: Path, *args: str) -> set[str]:
+    r = subprocess.run([sys.executable, "-c", _MODULES_AFTER, *args], cwd=tmp, capture_output=True, timeout=120,
+                       env=dict(os.environ, GFLITE_CACHE_DIR=str(tmp / "cache")))
+    code, modules = json.loads(r.stdout)
+    assert code == 0, r.stderr
+    return set(modules)
+
+
+def test_plain_text_imports_no_book_cluster_or_read_along_code(tmp_path: Path) -> None:
+    loaded = _imported(tmp_path, "-t", "Hello.", "-o", "x.wav")
+    assert {"gflite.pipeline", "gflite.gwasm.executors.local"} <= loaded  # it did run
+    assert sorted(loaded.intersection(ONLY_WHEN_ASKED)) == []
+    # The flags that need them still load them.
+    (tmp_path / "b.md").write_text("# One\n\nHello.\n")
+    (tmp_path / "words.txt").write_text("Hello → Hi\n")
+    loaded = _imported(tmp_path, "b.md", "-o", "y.wav", "--replace", "words.txt", "--subtitles", "y.srt")
+    assert {"gflite.books", "gflite.replacements", "gflite.subtitles"} <= loaded
 
 
 def test_exit_codes_are_documented() -> None:
@@ -641,6 +649,14 @@ def test_help_keeps_its_layout_and_mentions_the_cache(capsys) -> None:
     assert "\n  examples:\n    gflite book.txt book.mp3                   flite's positional form\n" in out, out
     assert "\n    8 cluster, 9 output, 130 interrupted" in out
     assert "cache" in out and "GFLITE_CACHE_DIR" in out
+    # The layout it had under typer: arguments apart, defaults, ranges and the env var shown.
+    assert out.startswith("Usage: gflite [OPTIONS] [TEXT_OR_FILE [OUTFILE]]\n"), out
+    assert "\nArguments:\n  [TEXT_OR_FILE [OUTFILE]]\n\nOptions:\n  --version " in out, out
+    for shown in ("[default:\n                            kal]", "[default: m4a]", "[x>=1]", "[default: 1; x>=1]",
+                  "[env var: GFLITE_CLUSTER]", "[default: 0.0; 0.0<=x<=1.0]", "  -h, -?, --help  "):
+        assert shown in out, shown
+    for hidden in ("-voicedump", "-p ", "-l "):
+        assert f"\n  {hidden}" not in out
 
 
 def test_dropped_and_spelled_characters_are_reported(capsys, tmp_path: Path) -> None:
@@ -661,14 +677,16 @@ def test_punctuation_only_input_warns(capsys, tmp_path: Path) -> None:
 
 def test_ctrl_c_after_the_file_is_written_is_not_a_failure(capsys, tmp_path: Path, monkeypatch) -> None:
     """Was exit 130 for a complete file."""
-    real = cli._note
+    from gflite.cli import report
+
+    real = report.note
 
     def note(message: str) -> None:
         real(message)
         if message.startswith("wrote "):
             raise KeyboardInterrupt  # Ctrl-C arriving just after the "wrote" line
 
-    monkeypatch.setattr(cli, "_note", note)
+    monkeypatch.setattr(report, "note", note)
     code, _, err = gflite(capsys, "-voice", "kal16", "-t", HELLO, "-o", str(tmp_path / "a.wav"))
     assert code == 0 and "interrupted" not in err, err
     assert pcm(tmp_path / "a.wav") == native(tmp_path, "-voice", "kal16", "-t", HELLO)

@@ -18,7 +18,7 @@ import pytest
 from epubs import chapter, members, tiny_png, write
 from gflite.books import read_book
 from gflite.books.compose import compose
-from test_cli import gflite, native, ok, pcm
+from clirun import gflite, native, ok, pcm
 
 pytestmark = pytest.mark.skipif(not shutil.which("ffprobe"), reason="needs ffmpeg's ffprobe")
 

@@ -204,6 +204,73 @@ def test_forks_workers_when_the_parent_has_no_other_threads(wat_program: WatProg
     assert proc.stdout.strip() == "['fork', 'fork'] [(('out.txt', b'FORKED'),), (('out.txt', b'FORKED'),)]"
 
 
+def test_a_prestarted_worker_is_adopted_once_and_otherwise_killed(wat_program: WatProgram) -> None:
+    # In a fresh interpreter (forking is safe there): the first executor runs its
+    # first attempt in the prestarted worker; a spare forked before the
+    # environment changed is not used; discard_spare reaps an unused one; a
+    # spare that died is replaced by a new worker.
+    script = textwrap.dedent(
+        f"""
+        import os, time
+        from gflite.gwasm.executors import local
+        from gflite.gwasm.subtask import Limits, Program, Subtask
+        program = Program.from_path({str(wat_program("upper").path)!r})
+        st = Subtask(0, "s", ("in.txt", "out.txt"), (("in.txt", b"warm"),), ("out.txt",))
+
+        def run():
+            with local.LocalExecutor(1) as ex:
+                result = ex.submit(program, st, Limits(subtask_timeout=30)).result(timeout=60)
+                return result.outputs, ex._slots[0].worker.pid, ex.spawned, ex.start_methods
+
+        def settle():
+            # A joined thread may linger in /proc a moment, and prestart forks only without one.
+            deadline = time.monotonic() + 10
+            while len(os.listdir("/proc/self/task")) > 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+        def gone(pid):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        local.prestart()
+        spare = local._spare[0].pid
+        outputs, pid, spawned, methods = run()
+        print(outputs, pid == spare, spawned, methods, local._spare)
+        settle()
+        local.prestart()
+        spare = local._spare[0].pid
+        os.environ["GFLITE_TEST_CHANGED"] = "1"
+        outputs, pid, spawned, methods = run()
+        print(outputs, pid == spare, gone(spare), spawned, methods)
+        settle()
+        local.prestart()
+        spare = local._spare[0].pid
+        local.discard_spare()
+        print(gone(spare), local._spare)
+        settle()
+        local.prestart()
+        spare = local._spare[0].pid
+        os.kill(spare, 9)  # a spare that died before it was needed
+        time.sleep(0.2)
+        outputs, pid, spawned, methods = run()
+        print(outputs, pid == spare, gone(spare), spawned, methods)
+        """
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=root)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "(('out.txt', b'WARM'),) True 1 ['fork'] None",
+        "(('out.txt', b'WARM'),) False True 1 ['fork']",
+        "True None",
+        "(('out.txt', b'WARM'),) False True 1 ['fork']",
+    ]
+
+
 def test_fork_safety_check_sees_native_threads(wat_program: WatProgram) -> None:
     # After an in-process WASI run, wasmtime's runtime threads exist; forking then
     # could deadlock the child, so the check must say no.
@@ -244,22 +311,28 @@ def huge_module(functions: int) -> bytes:
     )
 
 
-def run_isolated(wasm: Path, limits: Limits, text: bytes = b"honest\n") -> dict:
+def run_isolated(wasm: Path, limits: Limits, text: bytes = b"honest\n", prestart: bool = False) -> dict:
     """Run ``wasm`` in a LocalExecutor of a fresh interpreter, then an honest
     guest in the same executor; report both results and the largest resident
-    size any worker process reached (ru_maxrss of the reaped children)."""
+    size any worker process reached (ru_maxrss of the reaped children).
+    ``prestart``: in a worker :func:`local.prestart` forked before the executor."""
     script = textwrap.dedent(
         f"""
         import json, resource, tempfile
         from pathlib import Path
         import wasmtime
+        from gflite.gwasm.executors import local
         from gflite.gwasm.executors.local import LocalExecutor
         from gflite.gwasm.subtask import Limits, Program, Subtask
+        if {prestart!r}:
+            local.prestart()
+            assert local._spare is not None
         upper = Path(tempfile.mkdtemp()) / "upper.wasm"
         upper.write_bytes(wasmtime.wat2wasm({(Path(__file__).parent / "wat" / "upper.wat").read_text()!r}))
         limits = Limits(**{limits.__dict__!r})
         with LocalExecutor(1) as ex:
             hostile = ex.submit(Program.from_path({str(wasm)!r}), Subtask(0, "h", (), (), ()), limits).result(300)
+            assert local._spare is None  # adopted (or never made)
             honest = ex.submit(Program.from_path(upper), Subtask(1, "u", ("in.txt", "out.txt"),
                                (("in.txt", {text!r}),), ("out.txt",)), limits).result(300)
         print(json.dumps({{"ok": hostile.ok, "reason": hostile.reason,
@@ -281,12 +354,13 @@ def run_isolated(wasm: Path, limits: Limits, text: bytes = b"honest\n") -> dict:
 RSS_MARGIN = 256 << 20
 
 
-@pytest.mark.parametrize("guest", ["multimem", "tables"])
-def test_guest_memory_is_bounded_as_a_whole(wat_program: WatProgram, guest: str) -> None:
+@pytest.mark.parametrize("guest, prestart", [("multimem", False), ("tables", False), ("multimem", True)])
+def test_guest_memory_is_bounded_as_a_whole(wat_program: WatProgram, guest: str, prestart: bool) -> None:
     # Four 256 MiB memories, or 100 tables of 8 MB, against a 256 MiB limit
-    # meant for the whole guest: refused, and the worker stays near the limit.
+    # meant for the whole guest: refused, and the worker stays near the limit
+    # (a prestarted worker, which imported wasmtime before its first attempt, too).
     limits = Limits(memory_bytes=256 << 20, subtask_timeout=60.0)
-    report = run_isolated(wat_program(guest).path, limits)
+    report = run_isolated(wat_program(guest).path, limits, prestart=prestart)
     assert not report["ok"], report
     assert report["failure"] in ("GUEST", "LIMIT")
     assert report["peak_rss"] < limits.memory_bytes + RSS_MARGIN, report

@@ -21,7 +21,7 @@ from xml.etree import ElementTree
 import pytest
 
 from epubs import chapter, members, write
-from test_cli import gflite
+from clirun import gflite
 
 pytestmark = pytest.mark.skipif(not shutil.which("ffprobe"), reason="needs ffmpeg's ffprobe")
 

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from gflite import ssml
-from test_cli import GFLITE, native, ok, pcm
+from clirun import GFLITE, native, ok, pcm
 
 RATE = 16000
 

@@ -9,19 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gflite.book_suffixes import BOOK_SUFFIXES, is_book
 from gflite.books.model import Book, Chapter, Cover, Metadata, ReadOptions
 from gflite.errors import BookError, BookProblem
 from gflite.text import reading_input
 
 __all__ = ["Book", "Chapter", "Cover", "Metadata", "ReadOptions", "BOOK_SUFFIXES", "is_book", "read_book"]
-
-BOOK_SUFFIXES = {".epub": "epub", ".md": "markdown", ".markdown": "markdown",
-                 ".html": "html", ".htm": "html", ".xhtml": "html"}  # fmt: skip
-
-
-def is_book(path: str | Path) -> bool:
-    """True if ``path`` names a structured book (not plain text)."""
-    return Path(path).suffix.lower() in BOOK_SUFFIXES
 
 
 def read_book(path: str | Path, options: ReadOptions = ReadOptions(), *, origins: bool = False) -> Book:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import stat
 import tempfile
 import threading
@@ -192,6 +191,8 @@ class ModuleCache:
         self._lock = threading.Lock()
 
     def key(self, program: Program) -> str:
+        import platform  # only workers load modules: the requestor's start-up skips it
+
         ident = f"{program.sha256}\0{wasmtime_id()}\0{self.config_id}\0{platform.machine()}"
         return sha256_bytes(ident.encode())
 

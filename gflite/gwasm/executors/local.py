@@ -28,6 +28,9 @@ Workers start lazily, min(workers, pending), so a one-subtask job starts one.
 They are forked from the parent when that is safe (no other threads exist, so
 no lock can be held by a thread that will not exist in the child); otherwise
 a fresh interpreter is started. The parent never imports wasmtime.
+A caller that knows early it will run locally may :func:`prestart` one worker:
+it imports wasmtime (most of a worker's start) while the caller still prepares
+its task, and the next executor adopts it as its first worker.
 """
 from __future__ import annotations
 
@@ -171,8 +174,22 @@ def _file_size_limit(limit: int) -> contextlib.AbstractContextManager[None]:
     return _soft_limit("FSIZE", limit + 1)
 
 
-def _worker_loop(job_fd: int, result_fd: int, parent_pid: int) -> None:
+def _warm_up() -> None:
+    """Import what loading a program needs (wasmtime most of all), before any job
+    comes: outside any attempt's caps, as in a worker that already ran one. An
+    import that fails here fails again, and is reported, when the program loads."""
+    with contextlib.suppress(Exception):
+        import platform  # noqa: F401  (the module cache's key)
+
+        import wasmtime  # noqa: F401
+
+        from gflite.gwasm import cache  # noqa: F401
+
+
+def _worker_loop(job_fd: int, result_fd: int, parent_pid: int, warm: bool = False) -> None:
     _harden(parent_pid)
+    if warm:
+        _warm_up()
     while True:
         job = _recv(job_fd)
         if job is None:
@@ -295,7 +312,7 @@ def _close_fds_except(keep: set[int]) -> None:
     os.closerange(low, max(os.sysconf("SC_OPEN_MAX"), low + 1) if hasattr(os, "sysconf") else 65536)
 
 
-def _fork_worker() -> _Worker:
+def _fork_worker(warm: bool = False) -> _Worker:
     parent = os.getpid()
     job_r, job_w = os.pipe()
     result_r, result_w = os.pipe()
@@ -309,7 +326,7 @@ def _fork_worker() -> _Worker:
             null = os.open(os.devnull, os.O_RDWR)
             for std in (0, 1, 2):
                 os.dup2(null, std)
-            _worker_loop(job_r, result_w, parent)
+            _worker_loop(job_r, result_w, parent, warm)
         except BaseException:
             code = 70
         finally:
@@ -317,6 +334,51 @@ def _fork_worker() -> _Worker:
     os.close(job_r)
     os.close(result_w)
     return _Worker(pid=pid, job_fd=job_w, result_fd=result_r)
+
+
+# A worker forked ahead of need by prestart(), with the environment it was forked
+# in; the next executor that starts a worker adopts it.
+_spare: tuple[_Worker, dict[str, str]] | None = None
+_spare_lock = threading.Lock()
+
+
+def prestart() -> None:
+    """Fork one worker now, if that is safe, so it imports wasmtime while this
+    process still prepares its task; the next :class:`LocalExecutor` to start a
+    worker (fork or default start method) adopts it. :func:`discard_spare` ends
+    it if none does."""
+    global _spare
+    with _spare_lock:
+        if _spare is not None or not _fork_is_safe():
+            return
+        _spare = (_fork_worker(warm=True), dict(os.environ))
+
+
+def discard_spare() -> None:
+    """Kill the worker :func:`prestart` made, if no executor adopted it (it holds nothing)."""
+    global _spare
+    with _spare_lock:
+        spare, _spare = _spare, None
+    if spare is not None:
+        spare[0].kill()
+
+
+def _take_spare() -> _Worker | None:
+    """The prestarted worker, if alive and forked in the environment this process has now."""
+    global _spare
+    with _spare_lock:
+        spare, _spare = _spare, None
+    if spare is None:
+        return None
+    worker, env = spare
+    if worker._exited():  # reaped by that check: only its pipes are left to close
+        worker._close("job_fd")
+        worker._close("result_fd")
+        return None
+    if env != dict(os.environ):
+        worker.kill()
+        return None
+    return worker
 
 
 def _exec_worker() -> _Worker:
@@ -613,8 +675,10 @@ class LocalExecutor(Executor):
         self._finish(slot, self._failure(slot, attempt, why, Failure.LOST))
 
     def _spawn(self) -> _Worker:
-        method = self.start_method or ("fork" if _fork_is_safe() else "exec")
-        worker = _fork_worker() if method == "fork" else _exec_worker()
+        # A prestarted worker was forked when that was safe, whatever the threads now.
+        spare = _take_spare() if self.start_method in (None, "fork") else None
+        method = "fork" if spare is not None else self.start_method or ("fork" if _fork_is_safe() else "exec")
+        worker = spare or (_fork_worker() if method == "fork" else _exec_worker())
         self.spawned += 1
         self.start_methods.append(method)
         return worker
