@@ -27,7 +27,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple
 
 from gflite.errors import UsageError
 
@@ -255,20 +255,23 @@ def _tokens(text: str) -> Iterator[_Token]:
     """flite's ``ts_get`` over ``text`` (src/utils/cst_tokenstream.c)."""
     prev_end = 0
     for m in _WORD.finditer(text):
-        word = m.group()
-        rest = word.lstrip(_PREPUNCT)
-        if not rest:
-            name, punc = "", ""  # only pre-punctuation: flite returns an empty token
-        else:
-            # Post-punctuation never includes the token's first character.
-            name = rest[0] + rest[1:].rstrip(_POSTPUNCT)
-            punc = rest[len(name) :]
+        name, punc = _name_punc(m.group())
         ws = text[prev_end : m.start()]
         yield _Token(prev_end, m.start(), name, punc, ws, m.end() == len(text))
         prev_end = m.end()
     if prev_end < len(text) or not text:
         # Trailing whitespace: the next ts_get reads it and returns an empty token.
         yield _Token(prev_end, len(text), "", "", text[prev_end:], True)
+
+
+def _name_punc(word: str) -> tuple[str, str]:
+    """A token's name and post-punctuation, as flite splits them."""
+    rest = word.lstrip(_PREPUNCT)
+    if not rest:
+        return "", ""  # only pre-punctuation: flite returns an empty token
+    # Post-punctuation never includes the token's first character.
+    name = rest[0] + rest[1:].rstrip(_POSTPUNCT)
+    return name, rest[len(name) :]
 
 
 def _utf8_len(s: str) -> int:
@@ -296,6 +299,51 @@ def _breaks(prev: _Token, tok: _Token) -> bool:
 def utterance_starts(text: str) -> tuple[int, ...]:
     """Offsets where ``flite -f`` on ``text`` starts a new utterance and a chunk may start."""
     return tuple(start for _, start in _utterance_breaks(text))
+
+
+def valid_cuts(text: str, cuts: Iterable[int]) -> bool:
+    """True if every offset in ``cuts`` (strictly rising, inside the text) is an
+    utterance start (:func:`utterance_starts`): chunks cut there, synthesised
+    apart, put end to end make the whole text's audio.
+
+    Most cuts are checked where they are, by flite's break rule on the token
+    before and the token at the cut; the first one that rule does not prove
+    (a break after 500 tokens) makes the whole text be tokenised once."""
+    starts: frozenset[int] | None = None
+    prev = 0
+    for c in cuts:
+        if isinstance(c, bool) or not isinstance(c, int) or not prev < c < len(text):
+            return False
+        prev = c
+        if _breaks_at(text, c):
+            continue
+        if starts is None:
+            starts = frozenset(utterance_starts(text))
+        if c not in starts:
+            return False
+    return True
+
+
+def _breaks_at(text: str, c: int) -> bool:
+    """True if flite's rule between the token before ``c`` and the token at ``c``
+    starts an utterance there (never true at a break it makes for another reason)."""
+    if c <= 0 or text[c] in _WHITESPACE or text[c - 1] not in _WHITESPACE:
+        return False
+    m = _WORD.match(text, c)
+    if m is None or m.end() == len(text):  # flite drops a break on the last token
+        return False
+    name, _ = _name_punc(m.group())
+    prev_end = c
+    while prev_end > 0 and text[prev_end - 1] in _WHITESPACE:
+        prev_end -= 1
+    if not name or prev_end == 0:
+        return False
+    prev_start = prev_end
+    while prev_start > 0 and text[prev_start - 1] not in _WHITESPACE:
+        prev_start -= 1
+    last, punc = _name_punc(text[prev_start:prev_end])
+    tail = _Token(0, prev_start, last, punc, "", False)
+    return _breaks(tail, _Token(prev_end, c, name, "", text[prev_end:c], False))
 
 
 def sentence_starts(text: str) -> tuple[int, ...]:

@@ -260,11 +260,26 @@ def _render(
         chunks = chunking.at(text.text, [c.offset for c in cuts])
     else:
         cuts = plan_cuts(text.text, job)
-        # Forced cuts (chapters, pauses) are planned whole; plain text is cut
-        # as the engine asks for work (see chunkstream), the same cuts.
-        streamed = None if cuts else stream_chunks(text.text, job)
-        if streamed is None:
-            chunks = plan_chunks(text.text, job, cuts)
+        if job.use_cache and cache is None:
+            from gflite.gwasm.cache import ResultCache
+
+            cache = ResultCache()
+        plans = _Plans.of(job, text.text, cache) if not cuts else None
+        known = plans.load() if plans is not None else None
+        if known is not None:  # cut before: no nltk at all
+            from gflite import chunking
+
+            chunks = chunking.at(text.text, list(known))
+        else:
+            # Forced cuts (chapters, pauses) are planned whole; plain text is cut
+            # as the engine asks for work (see chunkstream), the same cuts.
+            streamed = None if cuts else stream_chunks(text.text, job)
+            if streamed is None:
+                chunks = plan_chunks(text.text, job, cuts)
+                if plans is not None:
+                    plans.store([c.start for c in chunks[1:]])
+            elif plans is not None:
+                streamed = plans.recording(streamed)
     by_offset = {cut.offset: cut for cut in cuts}
     sizes: dict[int, int] = {}
     by_index: dict[int, Subtask] = {}
@@ -452,6 +467,43 @@ def _stream_estimate(characters: int, job: Job) -> tuple[int, int]:
             break
         count, pos, size = count + 1, pos + 0.82 * aim, min(target, size * 2)
     return count, min(characters, _STREAM_BOUND * target)
+
+
+@dataclass(frozen=True)
+class _Plans:
+    """The cut plan of one text and job in the result cache (see gflite.cutplan)."""
+
+    cache: ResultCache
+    key: str
+    text: str
+
+    @classmethod
+    def of(cls, job: Job, text: str, cache: ResultCache | None) -> _Plans | None:
+        """None when the job's cuts are not worth keeping: no cache, -t and SSML (cut without nltk)."""
+        if cache is None or not job.use_cache or job.options.ssml or job.source.kind == "text":
+            return None
+        from gflite import cutplan
+
+        return cls(cache, cutplan.key(text, target_chars=_target(job), subtasks=job.subtasks), text)
+
+    def load(self) -> tuple[int, ...] | None:
+        from gflite import cutplan
+
+        return cutplan.load(self.cache, self.key, self.text)
+
+    def store(self, cuts: list[int]) -> None:
+        from gflite import cutplan
+
+        cutplan.store(self.cache, self.key, self.text, cuts)
+
+    def recording(self, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+        """``chunks`` as they come; once the last is cut, their plan is stored."""
+        starts = []
+        for c in chunks:
+            if c.index:
+                starts.append(c.start)
+            yield c
+        self.store(starts)
 
 
 def _streamed_tasks(chunks: Iterator[Chunk], job: Job, count: int, sizes: dict[int, int],

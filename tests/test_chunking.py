@@ -314,3 +314,26 @@ def test_forced_cuts_start_chunks_and_split_each_stretch_as_its_own_text() -> No
 def test_chunks_cut_exactly_where_told() -> None:
     assert [c.text for c in chunking.at("ab cd ef", [3, 6])] == ["ab ", "cd ", "ef"]
     assert [c.text for c in chunking.at("ab", [0, 2])] == ["ab"]
+
+
+def test_valid_cuts_are_exactly_flites_utterance_starts() -> None:
+    """valid_cuts (what a stored cut plan must pass) accepts every utterance
+    start, a break after 500 tokens too (checked by tokenising the whole text),
+    and nothing else."""
+    long = (ROOT / "sample_texts" / "long.txt").read_text("ascii")
+    no_punct = " ".join(re.sub(r"[^A-Za-z]", " ", long).split()) * 3  # flite's 500-token breaks only
+    for text in (long, long.replace(". ", ".\n\n"), no_punct, 'He said " Yes. Mr. Smith went. U.S. Army!'):
+        starts = chunking.utterance_starts(text)
+        assert chunking.valid_cuts(text, starts)
+        others = [c for c in range(1, len(text)) if c not in set(starts)]
+        # The local rule never proves a break that is not one...
+        assert not any(chunking._breaks_at(text, c) for c in others)
+        # ...and the whole-text check refuses the rest (a sample: each call tokenises the text).
+        assert not any(chunking.valid_cuts(text, [c]) for c in random.Random(7).sample(others, min(40, len(others))))
+    # There, some breaks are the 500-token ones, which only the whole-text check proves.
+    assert not all(chunking._breaks_at(no_punct, c) for c in chunking.utterance_starts(no_punct))
+    starts = chunking.utterance_starts(long)
+    assert not chunking.valid_cuts(long, [starts[1], starts[0]])  # not rising
+    assert not chunking.valid_cuts(long, [starts[0], starts[0]])
+    assert not chunking.valid_cuts(long, [True])
+    assert not chunking.valid_cuts(long, [0]) and not chunking.valid_cuts(long, [len(long)])
