@@ -21,12 +21,18 @@ importing it costs about a second.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.machinery
+import importlib.util
 import json
+import os
 import re
+import sys
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple
 
 from gflite.errors import UsageError
@@ -398,13 +404,59 @@ def iter_utterance_breaks(text: str) -> Iterator[tuple[int, int]]:
 # --- sentences (nltk Punkt) -----------------------------------------------------
 
 
+def punkt() -> ModuleType:
+    """``nltk.tokenize.punkt``, without nltk's package ``__init__`` when nltk is
+    not imported yet.
+
+    ``import nltk.tokenize.punkt`` runs ``nltk/__init__.py``, which imports
+    corpus readers, translate, parse, sem... (0.3-0.4 s, more than Punkt's
+    training, on the path to the first chunk); Punkt itself needs a handful of
+    nltk's modules (0.13 s). So ``nltk`` and ``nltk.tokenize`` are stood in
+    for by bare packages while Punkt is imported, and every ``nltk`` module
+    this made is then taken out of ``sys.modules`` again: the module returned
+    keeps working, and a later ``import nltk`` anywhere in the process
+    imports the real package from scratch. On any failure, the normal import.
+    """
+    global _punkt
+    if _punkt is None:
+        if "nltk" in sys.modules:  # the real package is there: use it
+            _punkt = importlib.import_module("nltk.tokenize.punkt")
+        else:
+            try:
+                _punkt = _punkt_alone()
+            except Exception:  # whatever went wrong, the normal way works
+                _punkt = importlib.import_module("nltk.tokenize.punkt")
+    return _punkt
+
+
+_punkt: ModuleType | None = None
+
+
+def _punkt_alone() -> ModuleType:
+    spec = importlib.util.find_spec("nltk")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("nltk is not installed")
+    root = list(spec.submodule_search_locations)
+    before = set(sys.modules)
+    try:
+        for name, path in (("nltk", root), ("nltk.tokenize", [os.path.join(p, "tokenize") for p in root])):
+            stand_in = ModuleType(name)
+            stand_in.__path__ = path  # a package: its submodules are found under it
+            stand_in.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            stand_in.__spec__.submodule_search_locations = path
+            sys.modules[name] = stand_in
+        return importlib.import_module("nltk.tokenize.punkt")
+    finally:
+        for name in set(sys.modules) - before:
+            if name == "nltk" or name.startswith("nltk."):
+                del sys.modules[name]
+
+
 def sentence_ends(text: str) -> frozenset[int]:
     """Offsets just after each sentence's last non-space character, per Punkt."""
-    from nltk.tokenize.punkt import PunktSentenceTokenizer  # lazy: ~1 s to import
-
     from gflite.chunkstream import untimed
 
-    tokenizer = untimed(PunktSentenceTokenizer(_params_for(text)))
+    tokenizer = untimed(punkt().PunktSentenceTokenizer(_params_for(text)))
     ends = set()
     for _, e in tokenizer.span_tokenize(text):
         m = _WORD.match(text, e)  # Punkt may end inside a run flite reads as one token
@@ -414,9 +466,7 @@ def sentence_ends(text: str) -> frozenset[int]:
 
 def _params_for(text: str) -> PunktParameters:
     """Punkt trained on the input itself, plus the abbreviations we ship."""
-    from nltk.tokenize.punkt import PunktTrainer
-
-    trainer = PunktTrainer()
+    trainer = punkt().PunktTrainer()
     trainer.train(text[:_TRAIN_CHARS], finalize=True)
     params = trainer.get_params()
     shipped = shipped_params()
@@ -438,10 +488,8 @@ def _shipped_json() -> dict:
 
 def shipped_params() -> PunktParameters:
     """The Punkt parameters in gflite/data (made by scripts/make_punkt_params.py)."""
-    from nltk.tokenize.punkt import PunktParameters
-
     raw = _shipped_json()
-    params = PunktParameters()
+    params = punkt().PunktParameters()
     params.abbrev_types = set(raw["abbrev_types"])
     params.collocations = {tuple(c) for c in raw["collocations"]}
     params.sent_starters = set(raw["sent_starters"])

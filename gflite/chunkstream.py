@@ -51,9 +51,7 @@ def _chunk(text: str, index: int, a: int, b: int) -> Chunk:
 
 def _sentence_ends(text: str) -> Iterator[int]:
     """:func:`chunking.sentence_ends`, in rising order, as Punkt finds them."""
-    from nltk.tokenize.punkt import PunktSentenceTokenizer  # lazy: ~0.3-0.7 s to import
-
-    tokenizer = untimed(PunktSentenceTokenizer(chunking._params_for(text)))
+    tokenizer = untimed(chunking.punkt().PunktSentenceTokenizer(chunking._params_for(text)))
     for _, e in tokenizer.span_tokenize(text):
         m = chunking._WORD.match(text, e)  # Punkt may end inside a run flite reads as one token
         yield m.end() if m else e
@@ -67,9 +65,9 @@ def untimed(tokenizer: PunktSentenceTokenizer) -> PunktSentenceTokenizer:
     linear, but over a long book, read lazily while the workers take both
     cores, its wall time passes 5 s (the benchmark book repeated 3 times failed
     with TimeoutError). Our input is not a pattern: the limit guards nothing here."""
-    try:
-        from nltk import redos
-    except ImportError:  # an nltk without the limit
+    # Punkt's own redos (see chunking.punkt: nltk may not be in sys.modules).
+    redos = vars(chunking.punkt()).get("redos")
+    if redos is None:  # an nltk without the limit
         return tokenizer
     lang = tokenizer._lang_vars
     lang._re_period_context = redos.compile(lang.period_context_re(), timeout=None)

@@ -322,6 +322,13 @@ def _render(
             )
 
     def started_on(executor: Executor) -> None:
+        if streamed is not None:
+            from gflite.gwasm.executors.local import LocalExecutor
+
+            if isinstance(executor, LocalExecutor):
+                # The workers fork and load flite.wasm while the text is cut
+                # (Punkt's import and training come before the first chunk).
+                executor.warm(program)
         if on_plan is not None:
             on_plan(Plan(text=text, chunks=count, characters=len(text.text),
                          workers=len(executor.providers()), workers_asked=asked,

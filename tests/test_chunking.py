@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
 import subprocess
@@ -337,3 +338,45 @@ def test_valid_cuts_are_exactly_flites_utterance_starts() -> None:
     assert not chunking.valid_cuts(long, [starts[0], starts[0]])
     assert not chunking.valid_cuts(long, [True])
     assert not chunking.valid_cuts(long, [0]) and not chunking.valid_cuts(long, [len(long)])
+
+
+def test_punkt_without_nltks_package_import_is_nltks_punkt_and_leaves_nltk_importable() -> None:
+    """chunking.punkt() imports Punkt without nltk/__init__.py (in a fresh
+    process, where nothing imported nltk yet): it trains the same parameters
+    as the real nltk's Punkt, leaves no nltk module behind, and a later
+    ``import nltk`` is the whole real package."""
+    script = r"""
+import sys
+from gflite import chunking
+text = open(sys.argv[1], encoding="ascii").read() * 3
+lean = chunking.punkt()
+assert not [m for m in sys.modules if m.split(".")[0] == "nltk"], "left in sys.modules"
+ours = chunking.split(text, target_chars=600)
+lean_params = chunking._params_for(text)
+import nltk
+import nltk.tokenize.punkt as real
+from nltk.tokenize import PunktSentenceTokenizer, sent_tokenize  # the real package, whole
+assert nltk.corpus and nltk.tokenize.punkt is real and real is not lean
+real_params = real.PunktTrainer()
+real_params.train(text[:chunking._TRAIN_CHARS], finalize=True)
+p = real_params.get_params()
+assert lean_params.abbrev_types >= p.abbrev_types and lean_params.collocations >= p.collocations
+chunking._punkt = None  # the next split takes the real, already imported Punkt
+assert chunking.punkt() is real
+assert chunking.split(text, target_chars=600) == ours
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script, str(ROOT / "sample_texts" / "long.txt")],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_punkt_falls_back_to_the_normal_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> None:
+        raise ImportError("no stand-ins today")
+
+    monkeypatch.setattr(chunking, "_punkt", None)
+    monkeypatch.setattr(chunking, "_punkt_alone", broken)
+    import nltk.tokenize.punkt as real
+
+    assert chunking.punkt() is real
