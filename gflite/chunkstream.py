@@ -44,6 +44,28 @@ def _chunks(text: str, target: int) -> Iterator[Chunk]:
     yield _chunk(text, index, start, n)
 
 
+def lead_end(text: str, target_chars: int = chunking.DEFAULT_TARGET_CHARS) -> int | None:
+    """Where a lead piece of the first chunk may end, known without Punkt: the
+    first utterance start at or past a quarter of the first chunk's aim, or
+    None when the text is one chunk or has no such start nearby.
+
+    The first chunk aims at ``first = target // 8`` (its aim cannot be less,
+    see :func:`_growing_cuts`), and no cut comes before ``aim / 4``; every
+    cut is an utterance start. So the first chunk ends at or past the first
+    utterance start past ``first / 4``: the text up to there is a whole
+    number of the first chunk's utterances, and flite's audio of it is the
+    first chunk's audio's beginning, sample for sample (for the clustergen
+    voices too: both runs start with the same noise state). A streamed
+    output can send that audio before Punkt has even cut the first chunk."""
+    first = max(1, target_chars // chunking.FIRST_CHUNK_DIVISOR)
+    if len(text) <= first * 1.5:
+        return None
+    for _, start in chunking.iter_utterance_breaks(text):
+        if start >= first / 4:
+            return start if start <= 2 * first else None  # longer: no sooner than the chunk itself
+    return None
+
+
 def _chunk(text: str, index: int, a: int, b: int) -> Chunk:
     part = text[a:b]
     return Chunk(index, a, b, part, hashlib.sha256(part.encode("utf-8")).hexdigest())
