@@ -624,7 +624,7 @@ class _Lead:
 
     def stop(self) -> None:
         self.future.cancel()
-        self.thread.join(timeout=5)
+        self.thread.join(timeout=1)
 
 
 def _write_piece(writer: stitching.AudioWriter, result: SubtaskResult, program: Program,

@@ -434,7 +434,7 @@ def test_warm_starts_every_worker_loaded_before_the_first_attempt(wat_program: W
     program = wat_program("upper")
     with LocalExecutor(2) as ex:
         ex.warm(program)
-        assert ex.spawned == 2 and ex.start_methods == ["fork", "fork"]
+        assert ex.spawned == 2  # both now, not when the attempts come
         futures = [ex.submit(program, upper_subtask(i), LIMITS) for i in range(4)]
         assert all(f.result(timeout=60).ok for f in futures)
         ex.warm(program)
