@@ -495,10 +495,15 @@ class _Plans:
 
     @classmethod
     def of(cls, job: Job, text: str, cache: ResultCache | None) -> _Plans | None:
-        """None when the job's cuts are not worth keeping: no cache, -t and SSML (cut without nltk)."""
-        if cache is None or not job.use_cache or job.options.ssml or job.source.kind == "text":
+        """None when the job's cuts are not worth keeping: no cache; -t, SSML, a
+        single chunk and a text one chunk holds (all cut without nltk)."""
+        if cache is None or not job.use_cache or job.options.ssml or job.source.kind == "text" \
+                or job.subtasks == 1:
             return None
-        from gflite import cutplan
+        from gflite import chunking, cutplan
+
+        if len(text) <= max(1, _target(job) // chunking.FIRST_CHUNK_DIVISOR) * 1.5:
+            return None
 
         return cls(cache, cutplan.key(text, target_chars=_target(job), subtasks=job.subtasks), text)
 

@@ -143,4 +143,7 @@ def test_no_plan_without_the_cache_or_for_literal_text(tmp_path: Path) -> None:
     options = synth.SynthOptions(synth.resolve_voice("kal16"))
     pipeline.render(pipeline.Job(source=pipeline.Source("text", LONG[:2000]), output="none", options=options),
                     cache=cache)
+    short = tmp_path / "short.txt"
+    short.write_text(LONG[:500], "ascii")  # one chunk at any size: no nltk, nothing to keep
+    pipeline.render(make_job(short, "none", workers=1), cache=cache)
     assert _plans(cache) == []
