@@ -1,7 +1,18 @@
 """gflite against native flite on a book: wall time, speed-up and peak memory.
 
-    python bench/bench_gflite.py [--text PATH] [--chars N] [--voices kal16,slt] [--repeat R]
-                                 [--runs flite,hand,j1,jN] [--startup-runs R]
+The whole goals table of issue 12, every voice, in one command (about 10-15
+minutes on 2 cores; slt, rms and awb on a 6,000-word excerpt)::
+
+    python bench/bench_gflite.py
+
+which is the defaults of::
+
+    python bench/bench_gflite.py [--text PATH] [--chars N] [--voices kal,kal16,slt,rms,awb] [--repeat R]
+                                 [--runs flite,hand,j1,jN,resumed] [--excerpt-chars 36000]
+                                 [--first-audio kal,kal16] [--times 3] [--startup-runs 9]
+
+Shorter runs while developing, e.g. ``--voices kal16 --runs jN,resumed
+--times 1 --first-audio kal16 --startup-runs 0``.
 
 For each voice, in one run of this script:
 
@@ -11,10 +22,15 @@ For each voice, in one run of this script:
   (what a shell script would do; not sample-exact for slt);
 - ``gflite -j1`` and ``gflite -jN`` (N = all cores): the real command, each
   with an empty result cache (nothing reused) and a warm compiled-module cache;
-- ``resumed``: ``gflite -jN`` again on the result cache the previous run left
-  (every chunk cached), and ``--times K`` the same on the book repeated K times
-  (memory must not grow with the book);
-- ``--first-audio``: seconds until the first 64 KiB of WAV come out of ``-o -``.
+- ``resumed``: the rerun of a fully cached book, ``gflite -jN`` again on the
+  result cache the previous run left (every chunk and the cut plan cached),
+  to a new output name (replacing an old 840 MB WAV costs ext4 another
+  0.6-0.9 s to free it, which is the filesystem's, not gflite's); and
+  ``--times K`` the same on the book repeated K times (memory must not grow
+  with the book);
+- ``--first-audio``: seconds until the first 64 KiB of WAV come out of ``-o -``
+  on a book never seen (empty result cache, so no cut plan either; warm
+  compiled-module cache).
 
 ``--excerpt-voices`` (slt, rms, awb) run on ``--excerpt-chars`` of the book only.
 
@@ -165,6 +181,10 @@ class TreePeak:
 def timed(commands: list[list[str]], env: dict[str, str] | None = None) -> tuple[float, tuple[int, int, int]]:
     """Run the commands at once: wall seconds until all are done, and the
     tree's peak (summed RSS, summed PSS, largest process's RSS) in bytes."""
+    # Start from a clean page cache: the runs before this one left up to gigabytes
+    # of WAV waiting for writeback, which would slow this one's writes (a cached
+    # rerun after a cold run took 3-4.7 s instead of 1.4 s).
+    os.sync()
     with TreePeak() as peak:
         started = time.perf_counter()
         procs = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for c in commands]
@@ -236,6 +256,7 @@ def gflite(
     if not resume:
         shutil.rmtree(Path(env["GFLITE_CACHE_DIR"]) / "results", ignore_errors=True)
     out = work / f"gflite-{voice}-j{workers}{'-resumed' if resume else ''}.wav"
+    out.unlink(missing_ok=True)  # time gflite, not the filesystem freeing the last run's file
     wall, rss = timed([[*GFLITE, "-q", "-voice", voice, "-j", str(workers), "-f", str(book), "-o", str(out)]], env)
     return wall, rss, out
 
@@ -244,6 +265,7 @@ def first_audio(book: Path, voice: str, env: dict[str, str], workers: int, want:
     """Seconds from starting ``gflite -o -`` (empty result cache) until ``want``
     bytes of WAV have come out of its stdout; the run is then stopped."""
     shutil.rmtree(Path(env["GFLITE_CACHE_DIR"]) / "results", ignore_errors=True)
+    os.sync()
     started = time.perf_counter()
     proc = subprocess.Popen([*GFLITE, "-q", "-voice", voice, "-j", str(workers), "-f", str(book), "-o", "-"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -282,20 +304,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="the book (default: %(default)s)")
     ap.add_argument("--chars", type=int, default=None, help="use only a prefix of about N characters")
-    ap.add_argument("--voices", default="kal16,slt", help="comma-separated (default: %(default)s)")
+    ap.add_argument("--voices", default="kal,kal16,slt,rms,awb", help="comma-separated (default: %(default)s)")
     ap.add_argument("--startup-runs", type=int, default=9)
     ap.add_argument("--repeat", type=int, default=1,
                     help="run every contender R times, interleaved, and keep the fastest (the machine may be shared)")
-    ap.add_argument("--runs", default="flite,hand,j1,jN",
+    ap.add_argument("--runs", default="flite,hand,j1,jN,resumed",
                     help="which of flite, hand, j1, jN, resumed (jN again from its warm result cache) "
                          "to run (default: %(default)s)")
     ap.add_argument("--excerpt-voices", default="slt,rms,awb",
                     help="voices run on an excerpt only (default: %(default)s)")
-    ap.add_argument("--excerpt-chars", type=int, default=None,
-                    help="the excerpt's length for --excerpt-voices (default: the whole text)")
-    ap.add_argument("--first-audio", default="",
+    ap.add_argument("--excerpt-chars", type=int, default=36000,
+                    help="the excerpt's length for --excerpt-voices (default: %(default)s, about 6,000 words; "
+                         "0: the whole text)")
+    ap.add_argument("--first-audio", default="kal,kal16",
                     help="voices whose time to the first 64 KiB of WAV on -o - is measured (e.g. kal,kal16)")
-    ap.add_argument("--times", type=int, default=1,
+    ap.add_argument("--times", type=int, default=3,
                     help="also run the jN and resumed runs on the book repeated this many times "
                          "(memory must stay flat)")
     ap.add_argument("--times-voices", default="kal16", help="voices run on the repeated book (default: %(default)s)")
@@ -313,7 +336,7 @@ def main() -> None:
         book = work / "book.txt"
         book.write_bytes(raw)
         excerpt = work / "excerpt.txt"
-        if args.excerpt_chars is not None and args.excerpt_chars < len(raw):
+        if args.excerpt_chars and args.excerpt_chars < len(raw):
             cut = raw.rfind(b"\n\n", 0, args.excerpt_chars)
             excerpt.write_bytes(raw[: cut + 2 if cut > args.excerpt_chars // 2 else args.excerpt_chars])
         else:
@@ -323,6 +346,9 @@ def main() -> None:
         longer.write_bytes(raw * max(1, args.times))
         # A cap above the largest run (the book repeated), so a resumed run finds every chunk.
         env = dict(os.environ, GFLITE_CACHE_DIR=str(work / "cache"), GFLITE_CACHE_MAX="64G")
+        # gflite as installed runs from bytecode (pip compiles it); a shell with
+        # PYTHONDONTWRITEBYTECODE set would compile all of it at every start (0.15 s).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         # Warm the compiled-module cache (and the page cache) once.
         timed([[*GFLITE, "-q", "-t", "Warm up.", "-o", str(work / "warm.wav")]], env)
 

@@ -21,13 +21,19 @@ importing it costs about a second.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.machinery
+import importlib.util
 import json
+import os
 import re
+import sys
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, NamedTuple
+from types import ModuleType
+from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple
 
 from gflite.errors import UsageError
 
@@ -255,20 +261,23 @@ def _tokens(text: str) -> Iterator[_Token]:
     """flite's ``ts_get`` over ``text`` (src/utils/cst_tokenstream.c)."""
     prev_end = 0
     for m in _WORD.finditer(text):
-        word = m.group()
-        rest = word.lstrip(_PREPUNCT)
-        if not rest:
-            name, punc = "", ""  # only pre-punctuation: flite returns an empty token
-        else:
-            # Post-punctuation never includes the token's first character.
-            name = rest[0] + rest[1:].rstrip(_POSTPUNCT)
-            punc = rest[len(name) :]
+        name, punc = _name_punc(m.group())
         ws = text[prev_end : m.start()]
         yield _Token(prev_end, m.start(), name, punc, ws, m.end() == len(text))
         prev_end = m.end()
     if prev_end < len(text) or not text:
         # Trailing whitespace: the next ts_get reads it and returns an empty token.
         yield _Token(prev_end, len(text), "", "", text[prev_end:], True)
+
+
+def _name_punc(word: str) -> tuple[str, str]:
+    """A token's name and post-punctuation, as flite splits them."""
+    rest = word.lstrip(_PREPUNCT)
+    if not rest:
+        return "", ""  # only pre-punctuation: flite returns an empty token
+    # Post-punctuation never includes the token's first character.
+    name = rest[0] + rest[1:].rstrip(_POSTPUNCT)
+    return name, rest[len(name) :]
 
 
 def _utf8_len(s: str) -> int:
@@ -296,6 +305,51 @@ def _breaks(prev: _Token, tok: _Token) -> bool:
 def utterance_starts(text: str) -> tuple[int, ...]:
     """Offsets where ``flite -f`` on ``text`` starts a new utterance and a chunk may start."""
     return tuple(start for _, start in _utterance_breaks(text))
+
+
+def valid_cuts(text: str, cuts: Iterable[int]) -> bool:
+    """True if every offset in ``cuts`` (strictly rising, inside the text) is an
+    utterance start (:func:`utterance_starts`): chunks cut there, synthesised
+    apart, put end to end make the whole text's audio.
+
+    Most cuts are checked where they are, by flite's break rule on the token
+    before and the token at the cut; the first one that rule does not prove
+    (a break after 500 tokens) makes the whole text be tokenised once."""
+    starts: frozenset[int] | None = None
+    prev = 0
+    for c in cuts:
+        if isinstance(c, bool) or not isinstance(c, int) or not prev < c < len(text):
+            return False
+        prev = c
+        if _breaks_at(text, c):
+            continue
+        if starts is None:
+            starts = frozenset(utterance_starts(text))
+        if c not in starts:
+            return False
+    return True
+
+
+def _breaks_at(text: str, c: int) -> bool:
+    """True if flite's rule between the token before ``c`` and the token at ``c``
+    starts an utterance there (never true at a break it makes for another reason)."""
+    if c <= 0 or text[c] in _WHITESPACE or text[c - 1] not in _WHITESPACE:
+        return False
+    m = _WORD.match(text, c)
+    if m is None or m.end() == len(text):  # flite drops a break on the last token
+        return False
+    name, _ = _name_punc(m.group())
+    prev_end = c
+    while prev_end > 0 and text[prev_end - 1] in _WHITESPACE:
+        prev_end -= 1
+    if not name or prev_end == 0:
+        return False
+    prev_start = prev_end
+    while prev_start > 0 and text[prev_start - 1] not in _WHITESPACE:
+        prev_start -= 1
+    last, punc = _name_punc(text[prev_start:prev_end])
+    tail = _Token(0, prev_start, last, punc, "", False)
+    return _breaks(tail, _Token(prev_end, c, name, "", text[prev_end:c], False))
 
 
 def sentence_starts(text: str) -> tuple[int, ...]:
@@ -350,13 +404,59 @@ def iter_utterance_breaks(text: str) -> Iterator[tuple[int, int]]:
 # --- sentences (nltk Punkt) -----------------------------------------------------
 
 
+def punkt() -> ModuleType:
+    """``nltk.tokenize.punkt``, without nltk's package ``__init__`` when nltk is
+    not imported yet.
+
+    ``import nltk.tokenize.punkt`` runs ``nltk/__init__.py``, which imports
+    corpus readers, translate, parse, sem... (0.3-0.4 s, more than Punkt's
+    training, on the path to the first chunk); Punkt itself needs a handful of
+    nltk's modules (0.13 s). So ``nltk`` and ``nltk.tokenize`` are stood in
+    for by bare packages while Punkt is imported, and every ``nltk`` module
+    this made is then taken out of ``sys.modules`` again: the module returned
+    keeps working, and a later ``import nltk`` anywhere in the process
+    imports the real package from scratch. On any failure, the normal import.
+    """
+    global _punkt
+    if _punkt is None:
+        if "nltk" in sys.modules:  # the real package is there: use it
+            _punkt = importlib.import_module("nltk.tokenize.punkt")
+        else:
+            try:
+                _punkt = _punkt_alone()
+            except Exception:  # whatever went wrong, the normal way works
+                _punkt = importlib.import_module("nltk.tokenize.punkt")
+    return _punkt
+
+
+_punkt: ModuleType | None = None
+
+
+def _punkt_alone() -> ModuleType:
+    spec = importlib.util.find_spec("nltk")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("nltk is not installed")
+    root = list(spec.submodule_search_locations)
+    before = set(sys.modules)
+    try:
+        for name, path in (("nltk", root), ("nltk.tokenize", [os.path.join(p, "tokenize") for p in root])):
+            stand_in = ModuleType(name)
+            stand_in.__path__ = path  # a package: its submodules are found under it
+            stand_in.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            stand_in.__spec__.submodule_search_locations = path
+            sys.modules[name] = stand_in
+        return importlib.import_module("nltk.tokenize.punkt")
+    finally:
+        for name in set(sys.modules) - before:
+            if name == "nltk" or name.startswith("nltk."):
+                del sys.modules[name]
+
+
 def sentence_ends(text: str) -> frozenset[int]:
     """Offsets just after each sentence's last non-space character, per Punkt."""
-    from nltk.tokenize.punkt import PunktSentenceTokenizer  # lazy: ~1 s to import
-
     from gflite.chunkstream import untimed
 
-    tokenizer = untimed(PunktSentenceTokenizer(_params_for(text)))
+    tokenizer = untimed(punkt().PunktSentenceTokenizer(_params_for(text)))
     ends = set()
     for _, e in tokenizer.span_tokenize(text):
         m = _WORD.match(text, e)  # Punkt may end inside a run flite reads as one token
@@ -366,9 +466,7 @@ def sentence_ends(text: str) -> frozenset[int]:
 
 def _params_for(text: str) -> PunktParameters:
     """Punkt trained on the input itself, plus the abbreviations we ship."""
-    from nltk.tokenize.punkt import PunktTrainer
-
-    trainer = PunktTrainer()
+    trainer = punkt().PunktTrainer()
     trainer.train(text[:_TRAIN_CHARS], finalize=True)
     params = trainer.get_params()
     shipped = shipped_params()
@@ -390,10 +488,8 @@ def _shipped_json() -> dict:
 
 def shipped_params() -> PunktParameters:
     """The Punkt parameters in gflite/data (made by scripts/make_punkt_params.py)."""
-    from nltk.tokenize.punkt import PunktParameters
-
     raw = _shipped_json()
-    params = PunktParameters()
+    params = punkt().PunktParameters()
     params.abbrev_types = set(raw["abbrev_types"])
     params.collocations = {tuple(c) for c in raw["collocations"]}
     params.sent_starters = set(raw["sent_starters"])

@@ -44,6 +44,28 @@ def _chunks(text: str, target: int) -> Iterator[Chunk]:
     yield _chunk(text, index, start, n)
 
 
+def lead_end(text: str, target_chars: int = chunking.DEFAULT_TARGET_CHARS) -> int | None:
+    """Where a lead piece of the first chunk may end, known without Punkt: the
+    first utterance start at or past a quarter of the first chunk's aim, or
+    None when the text is one chunk or has no such start nearby.
+
+    The first chunk aims at ``first = target // 8`` (its aim cannot be less,
+    see :func:`_growing_cuts`), and no cut comes before ``aim / 4``; every
+    cut is an utterance start. So the first chunk ends at or past the first
+    utterance start past ``first / 4``: the text up to there is a whole
+    number of the first chunk's utterances, and flite's audio of it is the
+    first chunk's audio's beginning, sample for sample (for the clustergen
+    voices too: both runs start with the same noise state). A streamed
+    output can send that audio before Punkt has even cut the first chunk."""
+    first = max(1, target_chars // chunking.FIRST_CHUNK_DIVISOR)
+    if len(text) <= first * 1.5:
+        return None
+    for _, start in chunking.iter_utterance_breaks(text):
+        if start >= first / 4:
+            return start if start <= 2 * first else None  # longer: no sooner than the chunk itself
+    return None
+
+
 def _chunk(text: str, index: int, a: int, b: int) -> Chunk:
     part = text[a:b]
     return Chunk(index, a, b, part, hashlib.sha256(part.encode("utf-8")).hexdigest())
@@ -51,9 +73,7 @@ def _chunk(text: str, index: int, a: int, b: int) -> Chunk:
 
 def _sentence_ends(text: str) -> Iterator[int]:
     """:func:`chunking.sentence_ends`, in rising order, as Punkt finds them."""
-    from nltk.tokenize.punkt import PunktSentenceTokenizer  # lazy: ~0.3-0.7 s to import
-
-    tokenizer = untimed(PunktSentenceTokenizer(chunking._params_for(text)))
+    tokenizer = untimed(chunking.punkt().PunktSentenceTokenizer(chunking._params_for(text)))
     for _, e in tokenizer.span_tokenize(text):
         m = chunking._WORD.match(text, e)  # Punkt may end inside a run flite reads as one token
         yield m.end() if m else e
@@ -67,9 +87,9 @@ def untimed(tokenizer: PunktSentenceTokenizer) -> PunktSentenceTokenizer:
     linear, but over a long book, read lazily while the workers take both
     cores, its wall time passes 5 s (the benchmark book repeated 3 times failed
     with TimeoutError). Our input is not a pattern: the limit guards nothing here."""
-    try:
-        from nltk import redos
-    except ImportError:  # an nltk without the limit
+    # Punkt's own redos (see chunking.punkt: nltk may not be in sys.modules).
+    redos = vars(chunking.punkt()).get("redos")
+    if redos is None:  # an nltk without the limit
         return tokenizer
     lang = tokenizer._lang_vars
     lang._re_period_context = redos.compile(lang.period_context_re(), timeout=None)

@@ -6,6 +6,7 @@ events it is handed.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import sys
@@ -22,6 +23,8 @@ from gflite.pauses import Cut, Pauses
 from gflite.text import Text, decode, from_string, read_text
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from gflite import stitching
     from gflite.books.anchors import BookMap
     from gflite.audiobook import Tags
@@ -268,11 +271,26 @@ def _render(
         chunks = chunking.at(text.text, [c.offset for c in cuts])
     else:
         cuts = plan_cuts(text.text, job)
-        # Forced cuts (chapters, pauses) are planned whole; plain text is cut
-        # as the engine asks for work (see chunkstream), the same cuts.
-        streamed = None if cuts else stream_chunks(text.text, job)
-        if streamed is None:
-            chunks = plan_chunks(text.text, job, cuts)
+        if job.use_cache and cache is None:
+            from gflite.gwasm.cache import ResultCache
+
+            cache = ResultCache()
+        plans = _Plans.of(job, text.text, cache) if not cuts else None
+        known = plans.load() if plans is not None else None
+        if known is not None:  # cut before: no nltk at all
+            from gflite import chunking
+
+            chunks = chunking.at(text.text, list(known))
+        else:
+            # Forced cuts (chapters, pauses) are planned whole; plain text is cut
+            # as the engine asks for work (see chunkstream), the same cuts.
+            streamed = None if cuts else stream_chunks(text.text, job)
+            if streamed is None:
+                chunks = plan_chunks(text.text, job, cuts)
+                if plans is not None:
+                    plans.store([c.start for c in chunks[1:]])
+            elif plans is not None:
+                streamed = plans.recording(streamed)
     by_offset = {cut.offset: cut for cut in cuts}
     sizes: dict[int, int] = {}
     by_index: dict[int, Subtask] = {}
@@ -314,7 +332,17 @@ def _render(
                 )
             )
 
+    lead: list[_Lead] = []
+
     def started_on(executor: Executor) -> None:
+        if streamed is not None:
+            from gflite.gwasm.executors.local import LocalExecutor
+
+            if isinstance(executor, LocalExecutor):
+                # The workers fork and load flite.wasm while the text is cut
+                # (Punkt's import and training come before the first chunk).
+                executor.warm(program)
+                lead.extend(_Lead.start(writer, executor, program, limits, text.text, job))
         if on_plan is not None:
             on_plan(Plan(text=text, chunks=count, characters=len(text.text),
                          workers=len(executor.providers()), workers_asked=asked,
@@ -349,7 +377,8 @@ def _render(
                 timings.chunk_outputs(timeline, chunk_of[result.index], dict(result.outputs), cut,
                                       writer.samples if writer is not None else None)
             if writer is not None:
-                _write_piece(writer, result, program, by_index, cache)
+                after = lead.pop().join() if lead and result.index == 0 else None
+                _write_piece(writer, result, program, by_index, cache, after)
             if job.options.prints and on_printout is not None:
                 if len(result.stdout) >= limits.stdio_bytes:
                     raise OutputError(f"flite printed more than {limits.stdio_bytes} bytes for {result.name}")
@@ -358,6 +387,8 @@ def _render(
             # book is never held in memory.
     finally:
         results.close()  # type: ignore[attr-defined]
+        for early in lead:
+            early.stop()
     return Summary(
         chunks=len(sizes),
         from_cache=done["cached"],
@@ -462,6 +493,48 @@ def _stream_estimate(characters: int, job: Job) -> tuple[int, int]:
     return count, min(characters, _STREAM_BOUND * target)
 
 
+@dataclass(frozen=True)
+class _Plans:
+    """The cut plan of one text and job in the result cache (see gflite.cutplan)."""
+
+    cache: ResultCache
+    key: str
+    text: str
+
+    @classmethod
+    def of(cls, job: Job, text: str, cache: ResultCache | None) -> _Plans | None:
+        """None when the job's cuts are not worth keeping: no cache; -t, SSML, a
+        single chunk and a text one chunk holds (all cut without nltk)."""
+        if cache is None or not job.use_cache or job.options.ssml or job.source.kind == "text" \
+                or job.subtasks == 1:
+            return None
+        from gflite import chunking, cutplan
+
+        if len(text) <= max(1, _target(job) // chunking.FIRST_CHUNK_DIVISOR) * 1.5:
+            return None
+
+        return cls(cache, cutplan.key(text, target_chars=_target(job), subtasks=job.subtasks), text)
+
+    def load(self) -> tuple[int, ...] | None:
+        from gflite import cutplan
+
+        return cutplan.load(self.cache, self.key, self.text)
+
+    def store(self, cuts: list[int]) -> None:
+        from gflite import cutplan
+
+        cutplan.store(self.cache, self.key, self.text, cuts)
+
+    def recording(self, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+        """``chunks`` as they come; once the last is cut, their plan is stored."""
+        starts = []
+        for c in chunks:
+            if c.index:
+                starts.append(c.start)
+            yield c
+        self.store(starts)
+
+
 def _streamed_tasks(chunks: Iterator[Chunk], job: Job, count: int, sizes: dict[int, int],
                     by_index: dict[int, Subtask]) -> Iterator[Subtask]:
     width = max(5, len(str(count)))
@@ -506,24 +579,88 @@ def _audio_seconds(result: SubtaskResult) -> float:
     return len(pcm) / fmt.block_align / fmt.sample_rate
 
 
+class _Lead:
+    """The stream's first audio, ahead of the first chunk: flite's audio of the
+    text up to :func:`gflite.chunkstream.lead_end`, made by a worker and
+    written by a thread while the parent still imports and trains Punkt;
+    the first chunk's audio then checks that it begins with exactly these
+    samples and adds only the rest (see ``AudioWriter.lead``)."""
+
+    def __init__(self, writer: stitching.AudioWriter, future: Future[SubtaskResult]) -> None:
+        import threading
+
+        self.writer, self.future = writer, future
+        self.written: stitching.Lead | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._write, name="gflite-lead", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def start(cls, writer: stitching.AudioWriter | None, executor: Executor, program: Program, limits: Limits,
+              text: str, job: Job) -> list[_Lead]:
+        """A lead for a WAV stream from this machine's workers, else none."""
+        from gflite import chunkstream
+        from gflite.chunking import Chunk
+        from gflite.stitching import WavStreamWriter
+
+        if not isinstance(writer, WavStreamWriter) or job.redundancy != 1:
+            return []
+        end = chunkstream.lead_end(text, _target(job))
+        if end is None:
+            return []
+        part = text[:end]
+        chunk = Chunk(0, 0, end, part, hashlib.sha256(part.encode("utf-8")).hexdigest())
+        return [cls(writer, executor.submit(program, synth.subtask(chunk, job.options), limits))]
+
+    def _write(self) -> None:
+        result = None
+        try:
+            result = self.future.result()
+            piece = dict(result.outputs).get(synth.OUT_NAME) if result.ok else None
+            if isinstance(piece, OutputFile):
+                self.written = self.writer.lead(piece)
+                _flush(self.writer)
+        except BaseException as exc:  # handed to the main thread by join()
+            self.error = exc
+        finally:
+            if result is not None:
+                from gflite.gwasm.spool import release
+
+                release(result.outputs)
+
+    def join(self) -> stitching.Lead | None:
+        """What was written (None: nothing, the first chunk goes out whole)."""
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.written
+
+    def stop(self) -> None:
+        self.future.cancel()
+        self.thread.join(timeout=1)
+
+
 def _write_piece(writer: stitching.AudioWriter, result: SubtaskResult, program: Program,
-                 tasks: Mapping[int, Subtask], cache: ResultCache | None) -> None:
+                 tasks: Mapping[int, Subtask], cache: ResultCache | None,
+                 after: stitching.Lead | None = None) -> None:
     """Append one chunk's audio: a file (this machine's spool, the cache) is
     copied without being read into memory; bytes (a remote answer) as they are."""
     from gflite.gwasm.cache import ResultCache
 
     piece = dict(result.outputs)[synth.OUT_NAME]
     if not isinstance(piece, OutputFile):
+        if after is not None and after.pcm_bytes:
+            raise OutputError(f"{result.name}'s audio came as bytes after its first audio was written")
         writer.add(piece)
     else:
         try:
             try:
-                writer.add_file(piece)
+                writer.add_file(piece, after)
             except StaleError:  # its entry was rewritten (more trust): read it anew
                 fresh = (cache or ResultCache()).lookup(program, tasks[result.index])
                 if fresh is None:
                     raise DamagedError("the entry is gone") from None
-                writer.add_file(dict(fresh.outputs)[synth.OUT_NAME])  # type: ignore[arg-type]
+                writer.add_file(dict(fresh.outputs)[synth.OUT_NAME], after)  # type: ignore[arg-type]
         except DamagedError:
             # A cache entry that changed on disk since its header was read.
             (cache or ResultCache()).drop(program, tasks[result.index])

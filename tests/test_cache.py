@@ -307,3 +307,31 @@ def test_the_same_bytes_obtained_again_keep_all_their_trust(wat_program: WatProg
     cache.put(program, st, ok_result(st, b"OTHER"), Provenance(local=False, operators=("carol",)))
     hit = cache.get(program, st)
     assert hit.outputs == (("out.txt", b"OTHER"),) and hit.provenance == Provenance(False, ("carol",))
+
+
+def test_plans_are_kept_beside_the_results_capped_and_cleared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gflite.gwasm import cache as cache_module
+
+    cache = ResultCache(tmp_path / "c")
+    key = "ab" * 32
+    assert cache.get_plan(key) is None
+    assert cache.put_plan(key, b"plan")
+    assert cache.get_plan(key) == b"plan"
+    assert cache.info().entries == 0  # a plan is not a result
+    with pytest.raises(ValueError):
+        cache.get_plan("../../etc/passwd")
+    assert not cache.put_plan(key, b"x" * (cache_module.MAX_PLAN_BYTES + 1))
+    path = tmp_path / "c" / "results" / "plans" / f"{key}.plan"
+    path.write_bytes(b"x" * (cache_module.MAX_PLAN_BYTES + 1))  # grown on disk: over the cap, dropped
+    assert cache.get_plan(key) is None and not path.exists()
+    cache.put_plan(key, b"plan")
+    os.chmod(path, 0o666)  # writable by others: not ours to believe
+    assert cache.get_plan(key) is None
+    monkeypatch.setattr(cache_module, "MAX_PLANS", 3)
+    for i in range(5):
+        cache.put_plan(f"{i:064x}", b"p")
+        os.utime(tmp_path / "c" / "results" / "plans" / f"{i:064x}.plan", (1000 + i, 1000 + i))
+    left = sorted(p.name[:1] for p in (tmp_path / "c" / "results" / "plans").glob("*.plan"))
+    assert len(left) == 3 and cache.get_plan(f"{4:064x}") == b"p"  # the least recently used went
+    cache.clear()
+    assert not list((tmp_path / "c" / "results" / "plans").glob("*.plan"))

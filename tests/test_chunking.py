@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
 import subprocess
@@ -314,3 +315,68 @@ def test_forced_cuts_start_chunks_and_split_each_stretch_as_its_own_text() -> No
 def test_chunks_cut_exactly_where_told() -> None:
     assert [c.text for c in chunking.at("ab cd ef", [3, 6])] == ["ab ", "cd ", "ef"]
     assert [c.text for c in chunking.at("ab", [0, 2])] == ["ab"]
+
+
+def test_valid_cuts_are_exactly_flites_utterance_starts() -> None:
+    """valid_cuts (what a stored cut plan must pass) accepts every utterance
+    start, a break after 500 tokens too (checked by tokenising the whole text),
+    and nothing else."""
+    long = (ROOT / "sample_texts" / "long.txt").read_text("ascii")
+    no_punct = " ".join(re.sub(r"[^A-Za-z]", " ", long).split()) * 3  # flite's 500-token breaks only
+    for text in (long, long.replace(". ", ".\n\n"), no_punct, 'He said " Yes. Mr. Smith went. U.S. Army!'):
+        starts = chunking.utterance_starts(text)
+        assert chunking.valid_cuts(text, starts)
+        others = [c for c in range(1, len(text)) if c not in set(starts)]
+        # The local rule never proves a break that is not one...
+        assert not any(chunking._breaks_at(text, c) for c in others)
+        # ...and the whole-text check refuses the rest (a sample: each call tokenises the text).
+        assert not any(chunking.valid_cuts(text, [c]) for c in random.Random(7).sample(others, min(40, len(others))))
+    # There, some breaks are the 500-token ones, which only the whole-text check proves.
+    assert not all(chunking._breaks_at(no_punct, c) for c in chunking.utterance_starts(no_punct))
+    starts = chunking.utterance_starts(long)
+    assert not chunking.valid_cuts(long, [starts[1], starts[0]])  # not rising
+    assert not chunking.valid_cuts(long, [starts[0], starts[0]])
+    assert not chunking.valid_cuts(long, [True])
+    assert not chunking.valid_cuts(long, [0]) and not chunking.valid_cuts(long, [len(long)])
+
+
+def test_punkt_without_nltks_package_import_is_nltks_punkt_and_leaves_nltk_importable() -> None:
+    """chunking.punkt() imports Punkt without nltk/__init__.py (in a fresh
+    process, where nothing imported nltk yet): it trains the same parameters
+    as the real nltk's Punkt, leaves no nltk module behind, and a later
+    ``import nltk`` is the whole real package."""
+    script = r"""
+import sys
+from gflite import chunking
+text = open(sys.argv[1], encoding="ascii").read() * 3
+lean = chunking.punkt()
+assert not [m for m in sys.modules if m.split(".")[0] == "nltk"], "left in sys.modules"
+ours = chunking.split(text, target_chars=600)
+lean_params = chunking._params_for(text)
+import nltk
+import nltk.tokenize.punkt as real
+from nltk.tokenize import PunktSentenceTokenizer, sent_tokenize  # the real package, whole
+assert nltk.corpus and nltk.tokenize.punkt is real and real is not lean
+real_params = real.PunktTrainer()
+real_params.train(text[:chunking._TRAIN_CHARS], finalize=True)
+p = real_params.get_params()
+assert lean_params.abbrev_types >= p.abbrev_types and lean_params.collocations >= p.collocations
+chunking._punkt = None  # the next split takes the real, already imported Punkt
+assert chunking.punkt() is real
+assert chunking.split(text, target_chars=600) == ours
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script, str(ROOT / "sample_texts" / "long.txt")],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_punkt_falls_back_to_the_normal_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> None:
+        raise ImportError("no stand-ins today")
+
+    monkeypatch.setattr(chunking, "_punkt", None)
+    monkeypatch.setattr(chunking, "_punkt_alone", broken)
+    import nltk.tokenize.punkt as real
+
+    assert chunking.punkt() is real

@@ -106,3 +106,17 @@ def test_a_long_read_is_not_cut_short_by_nltks_regex_time_limit(monkeypatch: pyt
     long = (ROOT / "sample_texts" / "long.txt").read_text("ascii")
     book = (long + "\n\n") * 40
     assert len(list(chunkstream.chunks(book, 2000))) > 10
+
+
+@pytest.mark.parametrize("target", [300, voices.MEMORY_CHUNK_CHARS, voices.chunk_chars("slt")])
+@pytest.mark.parametrize("name,text", texts(), ids=[n for n, _ in texts()])
+def test_a_lead_ends_at_an_utterance_start_inside_the_first_chunk(name: str, text: str, target: int) -> None:
+    """lead_end, found without Punkt, never passes the first chunk's end and is
+    one of flite's utterance starts: the lead's audio is the first chunk's beginning."""
+    end = chunkstream.lead_end(text, target)
+    chunks = chunking.split(text, target_chars=target)
+    if len(chunks) == 1:
+        assert end is None
+        return
+    if end is not None:
+        assert end <= chunks[0].end and end in chunking.utterance_starts(text)

@@ -499,3 +499,29 @@ def test_clock_and_random_are_the_same_in_every_process(wat_program: WatProgram)
     other = Subtask(1, "clock", ("other",), (), ())
     with LocalExecutor(1) as ex:
         assert ex.submit(wat_program("clock"), other, LIMITS).result(timeout=60).stdout[40:] != out[40:]
+
+
+def test_warm_starts_every_worker_loaded_before_the_first_attempt(wat_program: WatProgram) -> None:
+    """warm() forks every slot's worker at once and has it load the program; the
+    attempts then run in those workers (none is started later), and a warm
+    after the first submit does nothing."""
+    program = wat_program("upper")
+    with LocalExecutor(2) as ex:
+        ex.warm(program)
+        assert ex.spawned == 2  # both now, not when the attempts come
+        futures = [ex.submit(program, upper_subtask(i), LIMITS) for i in range(4)]
+        assert all(f.result(timeout=60).ok for f in futures)
+        ex.warm(program)
+        assert ex.spawned == 2
+
+
+def test_a_program_that_fails_to_load_while_warming_fails_its_first_attempt(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wasm"
+    bad.write_bytes(b"\0asm\1\0\0\0garbage")
+    import hashlib
+
+    program = Program(path=str(bad), sha256=hashlib.sha256(bad.read_bytes()).hexdigest())
+    with LocalExecutor(1) as ex:
+        ex.warm(program)
+        result = ex.submit(program, upper_subtask(0), LIMITS).result(timeout=60)
+    assert not result.ok and "valid WebAssembly" in result.reason

@@ -360,3 +360,47 @@ def test_print_flags_reach_the_caller_in_chunk_order(tmp_path: Path) -> None:
     want = subprocess.run([FLITE, "-pw", "-voice", "kal16", "-f", str(book), "-o", "none"],
                           check=True, capture_output=True).stdout
     assert b"".join(printed) == want
+
+
+@pytest.mark.parametrize("voice", ["kal", "kal16", "slt"])
+def test_a_streamed_wav_starts_with_a_lead_submitted_before_punkt_trains(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, voice: str) -> None:
+    """-o - on a long text: before Punkt is even imported, the first utterances
+    (up to chunkstream.lead_end) go to a worker; their audio is written as the
+    stream's start and the first chunk adds only the rest: the same bytes as
+    the file output."""
+    from gflite import chunking, chunkstream, stitching
+    from gflite.gwasm.executors.local import LocalExecutor
+
+    monkeypatch.setattr(pipeline, "STREAM_CHARS", 4000)  # stream a short text: slt takes its time
+    text = LONG
+    book = tmp_path / "book.txt"
+    book.write_text(text, "ascii")
+    events: list[str] = []
+    real_submit, real_params, real_lead = LocalExecutor.submit, chunking._params_for, stitching.AudioWriter.lead
+
+    def submit(self, program, subtask, limits, provider=None):  # type: ignore[no-untyped-def]
+        events.append("submit " + dict(subtask.inputs)["in.txt"].decode()[-30:])
+        return real_submit(self, program, subtask, limits, provider)
+
+    def params_for(t: str):  # type: ignore[no-untyped-def]
+        events.append("punkt")
+        return real_params(t)
+
+    def lead(self, item):  # type: ignore[no-untyped-def]
+        written = real_lead(self, item)
+        events.append(f"lead {written.pcm_bytes}")
+        return written
+
+    monkeypatch.setattr(LocalExecutor, "submit", submit)
+    monkeypatch.setattr(chunking, "_params_for", params_for)
+    monkeypatch.setattr(stitching.AudioWriter, "lead", lead)
+    out = io.BytesIO()
+    job = make_job(book, "-", voice=voice, workers=2, use_cache=False)
+    pipeline.render(job, stdout=out)
+    end = chunkstream.lead_end(text, pipeline._target(job))
+    assert end is not None and events[0] == "submit " + text[:end][-30:]
+    assert events.index("punkt") > 0
+    assert [e for e in events if e.startswith("lead")] != ["lead 0"] and any(e.startswith("lead") for e in events)
+    pipeline.render(make_job(book, tmp_path / "file.wav", voice=voice, workers=2, use_cache=False))
+    assert out.getvalue() == (tmp_path / "file.wav").read_bytes()

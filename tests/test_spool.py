@@ -57,6 +57,38 @@ def test_a_damaged_cache_entry_is_caught_while_it_is_copied(tmp_path: Path) -> N
     assert len(got) == 3_000_000  # one pass: the check comes with the copy, not before it
 
 
+@pytest.mark.parametrize("size", [3_000_000, spool.THREADED_HASH_BYTES + 3_000_000])
+def test_copy_hashing_copies_a_good_piece_and_catches_a_damaged_one(tmp_path: Path, size: int) -> None:
+    """The stitcher's copy of a cache entry: the data part goes out by the
+    kernel while every byte of the entry is hashed (beside it, on a thread, for
+    a large one); a damaged byte anywhere is caught."""
+    body = os.urandom(size)
+    src = tmp_path / "entry"
+    src.write_bytes(b"head" + body)
+    good = hashlib.sha256(body).hexdigest()
+    for where in (None, 10, size - 1):  # undamaged; in the copied part; past it (still the entry's)
+        data = bytearray(body)
+        if where is not None:
+            data[where] ^= 1
+        src.write_bytes(b"head" + bytes(data))
+        out = tmp_path / "out"
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            with open(out, "wb") as dst:
+                def copy(s: int, start: int, length: int) -> None:
+                    spool.copy_range(s, start, length, dst.fileno())
+
+                if where is None:
+                    spool.copy_hashing(fd, 4, size, good, 8, size - 100, copy)
+                else:
+                    with pytest.raises(DamagedError):
+                        spool.copy_hashing(fd, 4, size, good, 8, size - 100, copy)
+        finally:
+            os.close(fd)
+        if where is None:
+            assert out.read_bytes() == body[4:size - 96]
+
+
 def test_copy_range_copies_a_slice_file_to_file_and_into_a_pipe(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.write_bytes(bytes(range(256)) * 4096)

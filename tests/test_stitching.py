@@ -369,3 +369,39 @@ def test_encoded_outputs_decode_to_the_right_length(tmp_path, flite_pieces, ext,
     assert len(decoded) / 2 / 16000 == pytest.approx(seconds, abs=tolerance)
     if ext == "flac":
         assert decoded == b"".join(pcm_of(p)[1] for p in pieces)
+
+
+def _wav_file(path: Path, pcm: bytes, rate: int = 8000) -> "stitching.OutputFile":
+    import hashlib
+
+    from gflite.gwasm.spool import OutputFile
+
+    data = wav_header(WavFormat(rate), len(pcm)) + pcm
+    path.write_bytes(data)
+    return OutputFile("out.wav", str(path), len(data), hashlib.sha256(data).hexdigest(), owned=False)
+
+
+@pytest.mark.parametrize("verified", [True, False])
+def test_a_lead_is_the_stream_start_and_its_piece_adds_only_the_rest(tmp_path: Path, verified: bool) -> None:
+    """lead() writes the first utterances' audio before their chunk is done;
+    the chunk then checks it begins with exactly those samples and adds the rest."""
+    from dataclasses import replace
+
+    pcm = os.urandom(40_000)
+    lead = _wav_file(tmp_path / "lead.wav", pcm[:10_000])
+    whole = replace(_wav_file(tmp_path / "whole.wav", pcm), verified=verified)
+    out = io.BytesIO()
+    writer = stitching.WavStreamWriter(out, 8000)
+    written = writer.lead(lead)
+    assert out.getvalue()[44:] == pcm[:10_000] and written.pcm_bytes == 10_000
+    writer.add_file(whole, written)
+    writer.close()
+    assert out.getvalue()[44:] == pcm and writer.samples == 20_000 and writer.pieces == 1
+
+    other = _wav_file(tmp_path / "other.wav", pcm[:9_998] + b"xx" + pcm[10_000:])
+    writer = stitching.WavStreamWriter(io.BytesIO(), 8000)
+    with pytest.raises(OutputError, match="does not begin with"):
+        writer.add_file(other, writer.lead(lead))
+    writer = stitching.WavStreamWriter(io.BytesIO(), 16000)
+    with pytest.raises(OutputError, match="16000 Hz"):
+        writer.add_file(_wav_file(tmp_path / "rate.wav", pcm, rate=16000), writer.lead(lead))

@@ -279,6 +279,12 @@ _RESULT_FORMAT = 2
 _MAX_HEADER = 64 << 10
 _MAX_OUTPUTS = 1024
 DEFAULT_MAX_BYTES = 2 << 30
+# Plans (gflite's chunk cuts for a text) live beside the results, in a
+# directory whose name no result's two-digit shard can take; they are tiny
+# (a 9-hour book's is a few kB) and only their number is capped.
+_PLANS = "plans"
+MAX_PLAN_BYTES = 4 << 20
+MAX_PLANS = 256
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -450,6 +456,67 @@ class ResultCache:
             self._evict(keep=path)
         return True
 
+    # -- small derived data beside the results (gflite's cut plans) ------------
+
+    def get_plan(self, key: str) -> bytes | None:
+        """The plan stored under ``key`` (64 hex digits), at most
+        :data:`MAX_PLAN_BYTES`, else None. The caller parses it as data it
+        does not trust (see :mod:`gflite.cutplan`)."""
+        path = self._plan_path(key, create=False)
+        if path is None or not _trusted_file(path):
+            return None
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_PLAN_BYTES + 1)
+        except OSError:
+            return None
+        if len(data) > MAX_PLAN_BYTES:
+            self.drop_plan(key)
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)
+        return data
+
+    def put_plan(self, key: str, data: bytes) -> bool:
+        """Store a plan (replacing any under ``key``); the least recently used
+        plans past :data:`MAX_PLANS` are removed. False if it could not be stored."""
+        if len(data) > MAX_PLAN_BYTES:
+            return False
+        path = self._plan_path(key, create=True)
+        if path is None:
+            return False
+        try:
+            atomic_write(path, [data])
+        except OSError:
+            return False
+        with contextlib.suppress(OSError):
+            plans = [(e.stat(follow_symlinks=False).st_mtime, e.path) for e in os.scandir(path.parent)
+                     if e.name.endswith(".plan") and e.is_file(follow_symlinks=False)]
+            for _, old in sorted(plans)[: max(0, len(plans) - MAX_PLANS)]:
+                if old != str(path):
+                    os.unlink(old)
+        return True
+
+    def drop_plan(self, key: str) -> None:
+        """Remove the plan under ``key`` (found not to fit its text)."""
+        path = self._plan_path(key, create=False)
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def _plan_path(self, key: str, create: bool) -> Path | None:
+        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            raise ValueError("a plan key is 64 lowercase hex digits")
+        directory = self._directory()
+        if directory is None:
+            return None
+        if create:
+            try:
+                return private_dir(directory, _PLANS) / f"{key}.plan"
+            except UntrustedCacheError:
+                return None
+        return directory / _PLANS / f"{key}.plan"
+
     def _entries(self) -> list[tuple[float, int, Path]]:
         """(last used, size, path) of every entry."""
         directory = self._directory()
@@ -486,12 +553,19 @@ class ResultCache:
         return CacheInfo(self.root / "results", len(entries), sum(e[1] for e in entries), self.max_bytes)
 
     def clear(self) -> int:
-        """Remove every entry; returns the bytes freed."""
+        """Remove every entry (and every plan); returns the bytes freed."""
         freed = 0
         for _, size, path in self._entries():
             with contextlib.suppress(OSError):
                 path.unlink()
                 freed += size
+        directory = self._directory()
+        if directory is not None:
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(directory / _PLANS):
+                    if entry.name.endswith(".plan") and entry.is_file(follow_symlinks=False):
+                        with contextlib.suppress(OSError):
+                            os.unlink(entry.path)
         self._size = 0
         return freed
 

@@ -10,8 +10,10 @@ must be checked again when they are read:
   arrives), and lives in a private directory nobody else writes:
   ``verified=True``, copied by the kernel (:func:`copy_range`);
 - a result-cache entry's digest is what the entry says about itself:
-  ``verified=False``, hashed as it is copied (:func:`copy_checked`), in
-  bounded blocks, so it is read once, never twice, never whole.
+  ``verified=False``, hashed as it is copied, in bounded blocks, never read
+  whole into memory: into the cache (:func:`copy_checked`) and by the
+  stitcher (:func:`copy_hashing`: a large piece is hashed by a thread from
+  the same open file while the kernel copies it, the two on two cores).
 
 Spool files are removed with their spool (the executor's), or one by one
 with :func:`release` once the output has taken them.
@@ -34,6 +36,7 @@ import os
 import stat
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,6 +282,60 @@ def stream_checked(src: int, offset: int, size: int, sha256: str, start: int, le
             write(memoryview(block)[lo - pos : hi - pos])
         pos += len(block)
     if h.hexdigest() != sha256:
+        raise DamagedError("bytes do not match their recorded sha256")
+
+
+# Below this many bytes a piece is hashed as it is read (one thread); above
+# it, hashing runs beside the kernel's copy (see copy_hashing).
+THREADED_HASH_BYTES = 4 << 20
+
+
+def digest_range(src: int, offset: int, size: int) -> str:
+    """sha256 of the ``size`` bytes at ``offset`` of ``src``, read into one
+    reused buffer (a fresh 1 MiB ``bytes`` per block costs its page faults)."""
+    h = hashlib.sha256()
+    buf = memoryview(bytearray(min(BLOCK, max(size, 1))))
+    pos, end = offset, offset + size
+    while pos < end:
+        n = os.preadv(src, [buf[: min(len(buf), end - pos)]], pos)
+        if not n:
+            raise DamagedError(f"source ended {end - pos} bytes early")
+        h.update(buf[:n])  # releases the GIL: the copy beside it runs meanwhile
+        pos += n
+    return h.hexdigest()
+
+
+def copy_hashing(src: int, offset: int, size: int, sha256: str, start: int, length: int,
+                 copy: Callable[[int, int, int], None]) -> None:
+    """:func:`stream_checked` on two cores: ``copy(src, start, length)`` (the
+    writer's kernel copy of the data part) runs while a thread hashes all
+    ``size`` bytes at ``offset`` from the same open file, the same page-cache
+    pages the copy reads; DamagedError once both are done if the hash is not
+    ``sha256``. On a cached rerun hashing was as long as the copy itself."""
+    if size < THREADED_HASH_BYTES:  # small: checked first, then copied
+        if digest_range(src, offset, size) != sha256:
+            raise DamagedError("bytes do not match their recorded sha256")
+        if length:
+            copy(src, start, length)
+        return
+    outcome: list[str | BaseException] = []
+
+    def hash_all() -> None:
+        try:
+            outcome.append(digest_range(src, offset, size))
+        except BaseException as exc:  # handed to the caller below
+            outcome.append(exc)
+
+    hasher = threading.Thread(target=hash_all, name="gflite-hash", daemon=True)
+    hasher.start()
+    try:
+        if length:
+            copy(src, start, length)
+    finally:
+        hasher.join()
+    if isinstance(outcome[0], BaseException):
+        raise DamagedError(f"cannot read back: {outcome[0]}")
+    if outcome[0] != sha256:
         raise DamagedError("bytes do not match their recorded sha256")
 
 

@@ -24,7 +24,9 @@ Nothing one attempt does can stop the dispatcher: its bookkeeping errors fail
 that attempt only, and a slot whose attempt directory cannot be removed is
 retired (it takes no more work, and its attempt's result says why).
 
-Workers start lazily, min(workers, pending), so a one-subtask job starts one.
+Workers start lazily, min(workers, pending), so a one-subtask job starts one,
+unless :meth:`LocalExecutor.warm` starts them all (and loads the program)
+ahead of the first attempt.
 They are forked from the parent when that is safe (no other threads exist, so
 no lock can be held by a thread that will not exist in the child); otherwise
 a fresh interpreter is started. The parent never imports wasmtime.
@@ -194,6 +196,12 @@ def _worker_loop(job_fd: int, result_fd: int, parent_pid: int, warm: bool = Fals
         job = _recv(job_fd)
         if job is None:
             return
+        if len(job) == 2 and job[0] == "load":  # type: ignore[arg-type,index]
+            # LocalExecutor.warm: load now, before any attempt; a failure is
+            # met again, and reported, by the first attempt.
+            with contextlib.suppress(Exception), _address_space_cap(sandbox.compile_headroom()):
+                sandbox.load_module(job[1])  # type: ignore[index]
+            continue
         program, subtask, limits, workdir, provider, spool = job  # type: ignore[misc]
         try:
             # Load (at worst compile) under its own cap and before the
@@ -537,6 +545,24 @@ class LocalExecutor(Executor):
                 self._thread.start()
         self._wake()
         return future
+
+    def warm(self, program: Program) -> None:
+        """Start every worker now, each loading ``program`` (wasmtime and the
+        compiled module), while the requestor is still busy, e.g. cutting the
+        text: the first attempts then find their workers ready. Only before
+        the first submit (the workers are forked from the calling thread,
+        before the dispatcher's exist); later it does nothing."""
+        with self._lock:
+            if self._closed or self._thread is not None:
+                return
+            for slot in self._slots:
+                if slot.worker is not None or slot.retired:
+                    continue
+                try:
+                    slot.worker = self._spawn()
+                    _send(slot.worker.job_fd, ("load", program))
+                except OSError:  # the first attempt starts one as usual
+                    self._kill(slot)
 
     def close(self) -> None:
         with self._lock:
