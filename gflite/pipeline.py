@@ -51,12 +51,13 @@ class Source:
         if self.kind not in ("file", "stdin", "text"):
             raise ValueError(f"unknown source kind {self.kind!r}")
 
-    def read(self, stdin: BinaryIO | None = None) -> Text:
+    def read(self, stdin: BinaryIO | None = None, *, origins: bool = False) -> Text:
+        """The text, normalised; ``origins``: with the map back to the decoded input."""
         if self.kind == "text":
-            return from_string(self.value)
+            return from_string(self.value, origins=origins)
         if self.kind == "stdin":
-            return decode((stdin or sys.stdin.buffer).read(), name="stdin")
-        return read_text(self.value)
+            return decode((stdin or sys.stdin.buffer).read(), name="stdin", origins=origins)
+        return read_text(self.value, origins=origins)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,14 @@ class Job:
     subtitles: str | None = None  # --subtitles FILE.srt|FILE.vtt
     subtitle_words: bool = False  # --subtitles-words: a cue per word
     timings: str | None = None  # --timings FILE.json
+
+    @property
+    def source_spans(self) -> bool:
+        """Subtitles and timings show the source's own characters, and spans index
+        it, when flite reads it mapped character by character: not with -ssml or
+        --replace (gflite rewrites the text), where they are the text flite read."""
+        return (self.subtitles is not None or self.timings is not None) and not self.options.ssml \
+            and self.replacements is None
 
 
 @dataclass(frozen=True)
@@ -249,7 +258,7 @@ def _render(
     if job.book is not None:
         text, replaced = job.book.text, job.book.replaced_words
     else:
-        text = job.source.read(stdin)
+        text = job.source.read(stdin, origins=job.source_spans)
         if job.replacements is not None:
             rules = job.replacements.normalised()
             if job.options.ssml:
@@ -361,7 +370,7 @@ def _render(
         from gflite import timings
 
         timeline = timings.Timeline(text.text, job.options.voice.rate, positions=job.source.kind != "text",
-                                    ssml=job.options.ssml)
+                                    ssml=job.options.ssml, origins=text.origins if job.source_spans else None)
         chunk_of = {c.index: c for c in chunks}
     try:
         for result in results:

@@ -3,7 +3,9 @@
 SRT and VTT have one cue per sentence (flite's utterances), or one per word
 with ``words=True``. VTT sentence cues carry a timestamp tag before each
 word after the first (``<00:00:01.250><c>word</c>``), so a player can
-highlight the word being said. JSON has one record per word, for tools.
+highlight the word being said. JSON has one record per word and one per
+sentence, for tools. Texts are the source's own characters and spans index
+the source when the timeline knows its origins (see ``gflite.timings``).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from gflite import outputs
 from gflite.errors import OutputError, UsageError
-from gflite.timings import SentenceTime, Timeline, WordTime
+from gflite.timings import SentenceTime, Timeline, WordTime, one_line
 
 FORMATS = (".srt", ".vtt")
 
@@ -38,7 +40,7 @@ def _clock(samples: int, rate: int, sep: str) -> str:
 
 def _cue_text(text: str) -> str:
     # A blank line ends a cue and "-->" starts one; neither may appear inside.
-    return " ".join(text.split()).replace("-->", "->")
+    return one_line(text).replace("-->", "->")
 
 
 def _vtt_escape(text: str) -> str:
@@ -70,24 +72,57 @@ def vtt(timeline: Timeline, *, words: bool = False) -> str:
     return "\n".join(out)
 
 
+# What the JSON's spans index: the source (the decoded input, or a book's own
+# text), or, where gflite rewrites the text (-ssml, --replace), the text flite read.
+SPANS_SOURCE = "source"
+SPANS_READ = "read"
+
+
 def records(timeline: Timeline) -> dict[str, object]:
     """The JSON document: the sample rate, the audio's length in samples, chapters,
-    and one record per word."""
+    what spans index, one record per sentence and one per word."""
     rate = timeline.sample_rate
+    source = timeline.origins is not None
+
+    def span(t: WordTime | SentenceTime) -> list[int] | None:
+        s = t.source_span if source else t.span
+        return list(s) if s is not None else None
+
+    def chapter(t: WordTime | SentenceTime) -> dict[str, int]:
+        return {"chapter": t.chapter} if t.chapter is not None else {}
+
     return {
         "sample_rate": rate,
         "samples": timeline.samples,
         "chapters": timeline.chapters,
+        "spans": SPANS_SOURCE if source else SPANS_READ,
+        "sentences": [
+            {
+                "index": s.index,
+                **chapter(s),
+                "start": s.start / rate,
+                "end": s.end / rate,
+                "start_sample": s.start,
+                "end_sample": s.end,
+                "audio_start": s.audio[0] / rate,
+                "audio_end": s.audio[1] / rate,
+                "audio_start_sample": s.audio[0],
+                "audio_end_sample": s.audio[1],
+                "text": s.text,
+                "span": span(s),
+            }
+            for s in timeline.sentences
+        ],
         "words": [
             {
-                **({"chapter": w.chapter} if w.chapter is not None else {}),
+                **chapter(w),
                 "sentence": w.sentence,
                 "start": w.start / rate,
                 "end": w.end / rate,
                 "start_sample": w.start,
                 "end_sample": w.end,
                 "text": w.text,
-                "span": list(w.span) if w.span is not None else None,
+                "span": span(w),
             }
             for w in timeline.words
         ],
@@ -139,11 +174,11 @@ def write_all(timeline: Timeline, *, subtitles: str | None, words: bool, timings
 
 
 def to_json(timeline: Timeline) -> str:
-    """``records`` as JSON, one word a line (a book has hundreds of thousands)."""
+    """``records`` as JSON, one sentence or word a line (a book has hundreds of thousands)."""
     doc = records(timeline)
-    words = doc.pop("words")
-    assert isinstance(words, list)
+    lists = {key: doc.pop(key) for key in ("sentences", "words")}
     head = json.dumps(doc, ensure_ascii=False)[:-1]
-    lines = ",\n".join(json.dumps(w, ensure_ascii=False) for w in words)
-    return f'{head}, "words": [\n{lines}\n]}}\n'
+    body = ", ".join(f'"{key}": [\n' + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]"
+                     for key, rows in lists.items() if isinstance(rows, list))
+    return f"{head}, {body}}}\n"
 

@@ -17,7 +17,7 @@ import unicodedata
 from collections import Counter
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gflite.errors import InputError
@@ -60,6 +60,24 @@ _MAX_CONTROL_SHARE = 0.02
 
 
 @dataclass(frozen=True)
+class Origins:
+    """Where each character of a normalised text came from: read-along spans and
+    words in the source's own characters (``gflite.timings``)."""
+
+    source: str  # the text before normalisation (decoded; undecodable bytes removed)
+    index: array = field(repr=False)  # per normalised character, its offset in ``source``
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """The normalised characters [start, end) as [first, end) of ``source``:
+        from the first one's origin to past the last one's (a character spelled
+        as several, "\u2026" as "...", is taken whole)."""
+        if end <= start:
+            at = self.index[start] if start < len(self.index) else len(self.source)
+            return at, at
+        return self.index[start], self.index[end - 1] + 1
+
+
+@dataclass(frozen=True)
 class Text:
     """Normalised input. ``text`` is pure ASCII with the original line endings."""
 
@@ -73,6 +91,8 @@ class Text:
     """(symbol, its spelling, count) for symbols flite now says as a word ("£" is "GBP"), most frequent first."""
     invalid_bytes: int = 0
     """Bytes skipped because they were not valid in a text that is otherwise UTF-8."""
+    origins: Origins | None = field(default=None, repr=False, compare=False)
+    """``text``'s characters in the decoded input; only when asked (read-along timings)."""
 
     @property
     def dropped_count(self) -> int:
@@ -84,12 +104,13 @@ class Text:
         return self.text.encode("ascii")
 
 
-def read_text(path: str | Path) -> Text:
-    """Read and normalise a text file; raise InputError if it is not usable text."""
+def read_text(path: str | Path, *, origins: bool = False) -> Text:
+    """Read and normalise a text file; raise InputError if it is not usable text.
+    ``origins``: keep the decoded text and where each character came from."""
     p = Path(path)
     with reading_input(p, "a text file"):
         data = p.read_bytes()
-    return decode(data, name=str(p))
+    return decode(data, name=str(p), origins=origins)
 
 
 @contextlib.contextmanager
@@ -106,15 +127,15 @@ def reading_input(path: Path, kind: str) -> Iterator[None]:
         raise InputError(f"cannot read input {path}: {e.strerror or e}") from None
 
 
-def from_string(text: str, *, name: str = "text") -> Text:
+def from_string(text: str, *, name: str = "text", origins: bool = False) -> Text:
     """Normalise text already in memory (``gflite -t "..."``)."""
     # Bytes of a command-line argument that were not UTF-8 arrive as lone surrogates.
     text, invalid = _drop_escaped(text)
     _reject_binary(text, name)
-    return _finish(text, "str", name, invalid)
+    return _finish(text, "str", name, invalid, origins)
 
 
-def decode(data: bytes, *, name: str = "input") -> Text:
+def decode(data: bytes, *, name: str = "input", origins: bool = False) -> Text:
     """Decode bytes (BOM if present, else UTF-8, else cp1252/Latin-1) and normalise.
 
     Raises InputError for binary data and for empty or whitespace-only text.
@@ -142,7 +163,7 @@ def decode(data: bytes, *, name: str = "input") -> Text:
             text = data.decode("latin-1").translate(_CP1252_HIGH)
             encoding = "cp1252" if re.search(rb"[\x80-\x9f]", data) else "latin-1"
     _reject_binary(text, name)
-    return _finish(text, encoding, name, invalid)
+    return _finish(text, encoding, name, invalid, origins)
 
 
 # Valid multi-byte UTF-8 is strong evidence (cp1252 text almost never forms such
@@ -212,13 +233,15 @@ def _reject_binary(text: str, name: str) -> None:
         )
 
 
-def _finish(text: str, encoding: str, name: str, invalid: int = 0) -> Text:
+def _finish(text: str, encoding: str, name: str, invalid: int = 0, origins: bool = False) -> Text:
     spelled = _spelled(text)
+    source = text
     text, replaced, dropped = normalise(text)
     if not text.strip(_WS):
         raise InputError(f"{name} is empty: there is no text to speak")
+    mapped = Origins(source, _checked_origins(source, text)) if origins else None
     return Text(text=text, encoding=encoding, replaced=replaced, dropped=dropped, spelled=spelled,
-                invalid_bytes=invalid)
+                invalid_bytes=invalid, origins=mapped)
 
 
 def _spelled(text: str) -> tuple[tuple[str, str, int], ...]:
@@ -267,7 +290,16 @@ def normalise(text: str) -> tuple[str, int, tuple[tuple[str, int], ...]]:
 def normalise_origins(text: str) -> tuple[str, array]:
     """``normalise(text)[0]`` and, per character of it, the index in ``text`` of
     the character it came from (a read-along EPUB maps times back to the book
-    with it). Slower than normalise: only for read-along."""
+    with it, subtitles show the source's own characters). Slower than
+    normalise: only for read-along."""
+    said = normalise(text)[0]
+    return said, _checked_origins(text, said)
+
+
+def _checked_origins(text: str, normalised: str) -> array:
+    """Per character of ``normalised`` (``normalise(text)[0]``), its index in ``text``."""
+    if normalised == text:
+        return array("q", range(len(text)))
     out: list[str] = []
     origins = array("q")
     skip = 1 if text.startswith("\ufeff") else 0
@@ -289,10 +321,9 @@ def normalise_origins(text: str) -> tuple[str, array]:
             said = table[c]
         out.append(said)
         origins.extend([i + skip] * len(said))
-    result = "".join(out)
-    if result != normalise(text)[0]:  # one fact in two places: never let them part silently
+    if "".join(out) != normalised:  # one fact in two places: never let them part silently
         raise AssertionError("normalise_origins disagrees with normalise")
-    return result, origins
+    return origins
 
 
 def _ascii_for(ch: str) -> str:

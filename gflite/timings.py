@@ -12,13 +12,17 @@ which the stitcher starts it (after any pause inserted before it), so:
 - a token's ``file_pos`` (bytes into the chunk) plus the chunk's offset is
   its offset in the normalised text gflite gave flite.
 
-Spans point into that normalised text (``gflite.text`` maps a book to ASCII
-without keeping a map back to the original characters). A sentence is one
-flite utterance that has words.
+``span`` points into that normalised text (the read-along EPUB maps it to
+the book's documents). Given the normalised text's :class:`~gflite.text.Origins`
+(plain text, ``-t``, a book), each word and sentence also knows its
+``source_span``, in the decoded input (a book: its chapters' own texts,
+joined), and its ``text`` is the source's own characters ("café", not
+"cafe"). A sentence is one flite utterance that has words.
 """
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,9 +32,12 @@ from gflite.timings_file import TimingsError, UtteranceTimes, parse
 
 if TYPE_CHECKING:
     from gflite.pauses import Cut
+    from gflite.text import Origins
 
 # flite splits tokens at these characters; a token's span in the text runs to the next one.
 _WHITESPACE = " \t\r\n"
+# A sentence's text has its line breaks made single spaces; other spaces (no-break) are its own.
+_BREAKS = re.compile("[ \t\r\n\f\v\x85\u2028\u2029]+")
 
 
 @dataclass(frozen=True)
@@ -38,9 +45,10 @@ class WordTime:
     sentence: int  # index of its sentence in the book, from 0
     start: int  # first sample, in the whole audio
     end: int  # sample after its last
-    text: str  # as in the text (with its punctuation); flite's token name if it has no position
+    text: str  # as in the source (with its punctuation); flite's token name if it has no position
     span: tuple[int, int] | None  # [start, end) in the normalised text, None if flite gave no position
     chapter: int | None = None  # index of its chapter, from 0, in a book
+    source_span: tuple[int, int] | None = None  # [start, end) in the source, when its origins are known
 
 
 @dataclass(frozen=True)
@@ -48,20 +56,30 @@ class SentenceTime:
     index: int
     start: int  # its first word's start sample
     end: int  # its last word's end sample
-    text: str  # its words' text, white space made single spaces
+    text: str  # from its first word to its last, as in the source, line breaks made single spaces
     span: tuple[int, int] | None
     words: tuple[WordTime, ...]
     chapter: int | None = None
     # Its utterance's samples as flite wrote them, [first, end): a read-along
     # clip (gflite.readalong), equal to flite's audio of this sentence alone.
     audio: tuple[int, int] = (0, 0)
+    source_span: tuple[int, int] | None = None
+
+
+def one_line(text: str) -> str:
+    """``text`` with each run of white space that holds a line break (or only
+    ASCII spaces and tabs) made one space; a no-break space stays the source's own."""
+    return _BREAKS.sub(" ", text).strip(" ")
 
 
 class Timeline:
     """Collects chunks' timings in book order; see the module docstring."""
 
-    def __init__(self, text: str, sample_rate: int, *, positions: bool = True, ssml: bool = False) -> None:
+    def __init__(self, text: str, sample_rate: int, *, positions: bool = True, ssml: bool = False,
+                 origins: Origins | None = None) -> None:
         self.text = text
+        # The normalised text's characters in the source; None: texts are the normalised text's.
+        self.origins = origins
         # A token's span ends at white space, and in SSML also where a tag starts.
         self._stops = _WHITESPACE + "<" if ssml else _WHITESPACE
         # flite's file_pos is the token's offset for -f; for -t it is something else
@@ -112,13 +130,25 @@ class Timeline:
             start = at + round(token.start * rate)
             end = max(start, at + round(token.end * rate))
             span = self._span(token.file_pos, token.name, chunk, data)
-            text = self.text[span[0]:span[1]] if span is not None else token.name
-            words.append(WordTime(index, start, end, text, span, self.chapter))
+            own, text = self._source(span)
+            words.append(WordTime(index, start, end, text if text is not None else token.name, span, self.chapter,
+                                  own))
         spans = [w.span for w in words if w.span is not None]
         span = (spans[0][0], spans[-1][1]) if spans else None
-        said = self.text[span[0]:span[1]] if span is not None else " ".join(w.text for w in words)
-        self.sentences.append(SentenceTime(index, words[0].start, words[-1].end, " ".join(said.split()),
-                                           span, tuple(words), self.chapter, (at, at + utt.samples)))
+        own, said = self._source(span)
+        if said is None:
+            said = " ".join(w.text for w in words)
+        self.sentences.append(SentenceTime(index, words[0].start, words[-1].end, one_line(said),
+                                           span, tuple(words), self.chapter, (at, at + utt.samples), own))
+
+    def _source(self, span: tuple[int, int] | None) -> tuple[tuple[int, int] | None, str | None]:
+        """(its span in the source, the source's characters there) for a span of the normalised text."""
+        if span is None:
+            return None, None
+        if self.origins is None:
+            return None, self.text[span[0]:span[1]]
+        own = self.origins.span(*span)
+        return own, self.origins.source[own[0]:own[1]]
 
     def _span(self, file_pos: int, name: str, chunk: Chunk, data: bytes) -> tuple[int, int] | None:
         """The token's place in the text: where ``file_pos`` says if the token's

@@ -7,12 +7,13 @@ there, and the chapter's first sample is the first sample of that chunk.
 """
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from dataclasses import dataclass
 
 from gflite.books.model import Book
 from gflite.errors import BookError, BookProblem
-from gflite.text import Text, normalise
+from gflite.text import Origins, Text, normalise, normalise_origins
 
 SEPARATOR = "\n\n"
 _WS = " \t\r\n"
@@ -57,3 +58,31 @@ def compose(book: Book) -> Composed:
         dropped=tuple(sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0]))),
     )
     return Composed(text=text, starts=tuple(starts), titles=tuple(titles), sources=tuple(sources))
+
+
+def origins(book: Book, composed: Composed) -> Origins:
+    """The composed text's characters in the book's own text: the same chapters
+    before normalisation, each with the white space around it stripped, joined
+    by the same blank line (read-along subtitles and timings show a book's own
+    characters with it)."""
+    parts: list[str] = []
+    index = array("q")
+    at = 0  # length of the book's own text so far
+    for start, number in zip(composed.starts, composed.sources):
+        own = book.chapters[number].text
+        said, where = normalise_origins(own)
+        lead = len(said) - len(said.lstrip(_WS))
+        size = len(said.strip(_WS))
+        if parts:
+            parts.append(SEPARATOR)
+            index.extend(range(at, at + len(SEPARATOR)))
+            at += len(SEPARATOR)
+        if len(index) != start:
+            raise AssertionError("compose.origins disagrees with compose")
+        first, last = where[lead], where[lead + size - 1] + 1
+        parts.append(own[first:last])
+        index.extend(at + i - first for i in where[lead:lead + size])
+        at += last - first
+    parts.append("\n")
+    index.append(at)
+    return Origins("".join(parts), index)

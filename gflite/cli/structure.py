@@ -106,6 +106,13 @@ def _book(
             chapters.append(Chapter(title=ch.title, text=text, source=ch.source))
         book = dataclasses.replace(book, chapters=tuple(chapters))
     composed = compose(book)
+    subtitles, _, timings_json = args.read_along
+    if (subtitles is not None or timings_json is not None) and rules is None:
+        from gflite.books.compose import origins
+
+        # Subtitles and timings in the book's own characters (see pipeline.Job.source_spans).
+        composed = dataclasses.replace(composed, text=dataclasses.replace(composed.text,
+                                                                          origins=origins(book, composed)))
     meta = book.metadata
     tags = Tags(title=meta.title or os.path.splitext(os.path.basename(source.value))[0], author=meta.author,
                 language=meta.language, cover=meta.cover)
