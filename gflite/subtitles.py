@@ -44,7 +44,11 @@ def _cue_text(text: str) -> str:
 
 
 def _vtt_escape(text: str) -> str:
-    return _cue_text(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _html(_cue_text(text))
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _cues(timeline: Timeline, words: bool) -> Iterable[SentenceTime | WordTime]:
@@ -63,9 +67,7 @@ def vtt(timeline: Timeline, *, words: bool = False) -> str:
     for cue in _cues(timeline, words):
         head = f"{_clock(cue.start, rate, '.')} --> {_clock(cue.end, rate, '.')}"
         if isinstance(cue, SentenceTime) and len(cue.words) > 1:
-            first, *rest = cue.words
-            body = "<c>" + _vtt_escape(first.text) + "</c>" + "".join(
-                f" <{_clock(w.start, rate, '.')}><c>{_vtt_escape(w.text)}</c>" for w in rest)
+            body = _karaoke(timeline, cue)
         else:
             body = _vtt_escape(cue.text)
         out.append(f"{head}\n{body}\n")
@@ -78,6 +80,30 @@ SPANS_SOURCE = "source"
 SPANS_READ = "read"
 
 
+def _karaoke(timeline: Timeline, sentence: SentenceTime) -> str:
+    """A sentence cue's body: each word in a ``<c>`` tag, a timestamp tag before
+    each word after the first, and what lies between two words (white space, a
+    dash) as in the text."""
+    rate = timeline.sample_rate
+    text = timeline.origins.source if timeline.origins is not None else timeline.text
+    out, at = [], None
+    for n, w in enumerate(sentence.words):
+        span = _span(timeline, w)
+        if n:
+            between = " "  # a word flite gave no position
+            if at is not None and span is not None and span[0] >= at:
+                between = one_line(text[at:span[0]], strip=False)
+            out.append(_html(between) + f"<{_clock(w.start, rate, '.')}>")
+        out.append(f"<c>{_vtt_escape(w.text)}</c>")
+        at = span[1] if span is not None else None
+    return "".join(out)
+
+
+def _span(timeline: Timeline, t: WordTime | SentenceTime) -> tuple[int, int] | None:
+    """Its span in the text spans index: the source, or else the text flite read."""
+    return t.source_span if timeline.origins is not None else t.span
+
+
 def records(timeline: Timeline) -> dict[str, object]:
     """The JSON document: the sample rate, the audio's length in samples, chapters,
     what spans index, one record per sentence and one per word."""
@@ -85,7 +111,7 @@ def records(timeline: Timeline) -> dict[str, object]:
     source = timeline.origins is not None
 
     def span(t: WordTime | SentenceTime) -> list[int] | None:
-        s = t.source_span if source else t.span
+        s = _span(timeline, t)
         return list(s) if s is not None else None
 
     def chapter(t: WordTime | SentenceTime) -> dict[str, int]:

@@ -66,10 +66,12 @@ class SentenceTime:
     source_span: tuple[int, int] | None = None
 
 
-def one_line(text: str) -> str:
+def one_line(text: str, *, strip: bool = True) -> str:
     """``text`` with each run of white space that holds a line break (or only
-    ASCII spaces and tabs) made one space; a no-break space stays the source's own."""
-    return _BREAKS.sub(" ", text).strip(" ")
+    ASCII spaces and tabs) made one space, and no space at either end unless
+    ``strip`` is False; a no-break space stays the source's own."""
+    text = _BREAKS.sub(" ", text)
+    return text.strip(" ") if strip else text
 
 
 class Timeline:

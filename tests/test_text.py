@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +165,45 @@ def test_normalised_text_speaks_like_its_ascii_spelling(tmp_path) -> None:
     assert flite_pcm(typeset, "kal16", tmp_path, "a") == flite_pcm(
         '"Is it naive?" she asked -- twice...\n', "kal16", tmp_path, "b"
     )
+
+
+# Every kind of mapping: several characters for one ("…", "£"), one for a dash
+# with its spacing added, dropped characters (zero-width space, BOM), CRLF.
+MIXED = "\ufeff\u201cWait,\u201d she said\u2014the caf\u00e9\u2019s \u00a35\u2026\r\nStra\u00dfe!\u200b Ok.\n"
+
+
+@pytest.mark.parametrize("read", ["decode", "from_string", "read_text"])
+def test_origins_map_each_normalised_character_to_the_source(read: str, tmp_path: Path) -> None:
+    if read == "decode":
+        # Its first bytes are a UTF-8 byte-order mark: an encoding mark, not text.
+        t, source = decode(MIXED.encode("utf-8"), origins=True), MIXED[1:]
+    elif read == "from_string":
+        t, source = from_string(MIXED, origins=True), MIXED
+    else:
+        (tmp_path / "in.txt").write_bytes(b"\xef\xbb\xbf" + MIXED.encode("utf-8"))
+        # The first mark is the encoding's; the second is a character, which normalise skips.
+        t, source = read_text(tmp_path / "in.txt", origins=True), MIXED
+    assert t.origins is not None
+    assert t.origins.source == source
+    assert t.text == normalise(source)[0]
+    assert len(t.origins.index) == len(t.text)
+    assert list(t.origins.index) == sorted(t.origins.index)
+    # Each word of the normalised text spans the source's own spelling of it.
+    words = {}
+    pos = 0
+    for w in t.text.split():
+        start = t.text.index(w, pos)
+        pos = start + len(w)
+        a, b = t.origins.span(start, pos)
+        words[w] = source[a:b]
+    assert words == {'"Wait,"': "\u201cWait,\u201d", "she": "she", "said": "said", "--": "\u2014",
+                     "the": "the", "cafe's": "caf\u00e9\u2019s", "GBP5...": "\u00a35\u2026",
+                     "Strasse!": "Stra\u00dfe!", "Ok.": "Ok."}
+    # Without origins asked for, none are kept (they cost time and a copy of the text).
+    assert from_string(MIXED).origins is None
+
+
+def test_origins_of_ascii_are_the_identity() -> None:
+    t = decode(b"Hello there.\r\nAgain.\n", origins=True)
+    assert t.origins is not None and list(t.origins.index) == list(range(len(t.text)))
+    assert t.origins.span(0, 5) == (0, 5) and t.origins.span(3, 3) == (3, 3)
