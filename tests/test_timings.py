@@ -279,3 +279,41 @@ def test_ssml_words_stop_at_tags(tmp_path: Path) -> None:
     assert [w["text"] for w in words(tmp_path / "t.json")] == ["Hello", "there,", "my", "friend.", "Slow", "words."]
     cues = (tmp_path / "s.srt").read_text().strip().split("\n\n")
     assert [c.splitlines()[2] for c in cues] == ["Hello", "there, my friend.", "Slow words."]
+
+
+def sentences(path: Path) -> list[dict]:
+    return json.loads(path.read_text("utf-8"))["sentences"]
+
+
+@pytest.mark.parametrize("silence", [None, "0.5"])
+def test_sentence_records_are_monotonic_and_the_last_ends_with_the_audio(silence: str | None,
+                                                                         tmp_path: Path) -> None:
+    """Words end before flite's final pause; a sentence's audio (its utterance as
+    written) does not: the last one ends on the audio's last sample, exactly. A
+    pause goes before a chunk, never after the last, so that holds with
+    --sentence-silence too."""
+    src = tmp_path / "long.txt"
+    text = LONG + "\n" + LONG
+    src.write_text(text)
+    pause = ["--sentence-silence", silence] if silence else ["--subtasks", "5"]
+    gflite(str(src), str(tmp_path / "o.wav"), "-voice", "kal16", "--timings", str(tmp_path / "t.json"), *pause)
+    total, rate = frames(tmp_path / "o.wav")
+    doc = json.loads((tmp_path / "t.json").read_text("utf-8"))
+    got, said = doc["sentences"], doc["words"]
+    assert doc["samples"] == total
+    assert [s["index"] for s in got] == list(range(len(got))) and len(got) > 50
+    assert got[-1]["audio_end_sample"] == total
+    gap = round(float(silence) * rate) if silence else 0
+    for s in got:
+        mine = [w for w in said if w["sentence"] == s["index"]]
+        assert (s["start_sample"], s["end_sample"]) == (mine[0]["start_sample"], mine[-1]["end_sample"])
+        assert s["audio_start_sample"] <= s["start_sample"] <= s["end_sample"] <= s["audio_end_sample"]
+        for key in ("start", "end", "audio_start", "audio_end"):
+            assert s[key] == s[f"{key}_sample"] / rate
+        assert " ".join(w["text"] for w in mine) == s["text"]
+        assert " ".join(text[s["span"][0]:s["span"][1]].split()) == s["text"]
+    for a, b in zip(got, got[1:]):
+        # Utterances follow each other: nothing between them but a pause gflite inserted.
+        assert b["audio_start_sample"] - a["audio_end_sample"] in {0, gap}
+    if silence:
+        assert sum(b["audio_start_sample"] - a["audio_end_sample"] for a, b in zip(got, got[1:])) > 0
