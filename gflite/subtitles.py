@@ -84,8 +84,7 @@ def _karaoke(timeline: Timeline, sentence: SentenceTime) -> str:
     """A sentence cue's body: each word in a ``<c>`` tag, a timestamp tag before
     each word after the first, and what lies between two words (white space, a
     dash) as in the text."""
-    rate = timeline.sample_rate
-    text = timeline.origins.source if timeline.origins is not None else timeline.text
+    rate, text = timeline.sample_rate, _spanned(timeline)
     out, at = [], None
     for n, w in enumerate(sentence.words):
         span = _span(timeline, w)
@@ -99,6 +98,11 @@ def _karaoke(timeline: Timeline, sentence: SentenceTime) -> str:
     return "".join(out)
 
 
+def _spanned(timeline: Timeline) -> str:
+    """The text spans index: the source, or else the text flite read."""
+    return timeline.origins.source if timeline.origins is not None else timeline.text
+
+
 def _span(timeline: Timeline, t: WordTime | SentenceTime) -> tuple[int, int] | None:
     """Its span in the text spans index: the source, or else the text flite read."""
     return t.source_span if timeline.origins is not None else t.span
@@ -106,7 +110,8 @@ def _span(timeline: Timeline, t: WordTime | SentenceTime) -> tuple[int, int] | N
 
 def records(timeline: Timeline) -> dict[str, object]:
     """The JSON document: the sample rate, the audio's length in samples, chapters,
-    what spans index, one record per sentence and one per word."""
+    what spans index, one record per sentence and one per word, and the text
+    the spans index (last: a book's is long)."""
     rate = timeline.sample_rate
     source = timeline.origins is not None
 
@@ -152,6 +157,7 @@ def records(timeline: Timeline) -> dict[str, object]:
             }
             for w in timeline.words
         ],
+        "text": _spanned(timeline),
     }
 
 
@@ -203,8 +209,9 @@ def to_json(timeline: Timeline) -> str:
     """``records`` as JSON, one sentence or word a line (a book has hundreds of thousands)."""
     doc = records(timeline)
     lists = {key: doc.pop(key) for key in ("sentences", "words")}
+    text = json.dumps(doc.pop("text"), ensure_ascii=False)
     head = json.dumps(doc, ensure_ascii=False)[:-1]
     body = ", ".join(f'"{key}": [\n' + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]"
                      for key, rows in lists.items() if isinstance(rows, list))
-    return f"{head}, {body}}}\n"
+    return f'{head}, {body},\n"text": {text}}}\n'
 

@@ -42,7 +42,7 @@ def words(source: str) -> list[str]:
 
 def check_json(path: Path, source: str, sentences: tuple[str, ...]) -> None:
     doc = json.loads(path.read_text("utf-8"))
-    assert doc["spans"] == "source"
+    assert (doc["spans"], doc["text"]) == ("source", source)
     assert [s["text"] for s in doc["sentences"]] == list(sentences)
     assert [w["text"] for w in doc["words"]] == words(source)
     for record in doc["words"] + doc["sentences"]:
@@ -102,6 +102,7 @@ def test_with_replacements_spans_index_the_text_flite_read(capsys: pytest.Captur
        "--timings", str(tmp_path / "t.json"))
     doc = json.loads((tmp_path / "t.json").read_text("utf-8"))
     assert doc["spans"] == "read"
+    assert all(doc["text"][w["span"][0]:w["span"][1]] == w["text"] for w in doc["words"])
     assert doc["words"][0]["text"] == '"Wait,"'
     assert all(w["text"].isascii() for w in doc["words"])
 
@@ -120,3 +121,7 @@ def test_a_books_cues_are_its_own_characters(capsys: pytest.CaptureFixture[str],
     assert any("\u201c" in t for t in texts)  # the book's curly quotes, not ASCII ones
     for s in doc["sentences"]:
         assert s["text"] in chapters[s["chapter"]]
+    # Its spans index its own text, which the JSON carries.
+    for record in doc["words"] + doc["sentences"]:
+        a, b = record["span"]
+        assert " ".join(doc["text"][a:b].split()) == record["text"]
