@@ -21,6 +21,11 @@ from gflite.timings import SentenceTime, Timeline, WordTime, one_line
 
 FORMATS = (".srt", ".vtt")
 
+# What the JSON's spans index: the source (the decoded input, or a book's own
+# text), or, where gflite rewrites the text (-ssml, --replace), the text flite read.
+SPANS_SOURCE = "source"
+SPANS_READ = "read"
+
 
 def subtitle_format(path: str) -> str:
     """``srt`` or ``vtt`` from a file name; anything else is a usage error."""
@@ -72,12 +77,6 @@ def vtt(timeline: Timeline, *, words: bool = False) -> str:
             body = _vtt_escape(cue.text)
         out.append(f"{head}\n{body}\n")
     return "\n".join(out)
-
-
-# What the JSON's spans index: the source (the decoded input, or a book's own
-# text), or, where gflite rewrites the text (-ssml, --replace), the text flite read.
-SPANS_SOURCE = "source"
-SPANS_READ = "read"
 
 
 def _karaoke(timeline: Timeline, sentence: SentenceTime) -> str:
