@@ -125,3 +125,20 @@ def test_a_books_cues_are_its_own_characters(capsys: pytest.CaptureFixture[str],
     for record in doc["words"] + doc["sentences"]:
         a, b = record["span"]
         assert " ".join(doc["text"][a:b].split()) == record["text"]
+
+
+def test_a_markdown_books_words_are_its_own(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # A chapter that starts with a no-break space (white space once normalised)
+    # and ends with an ellipsis (three characters once normalised).
+    md = tmp_path / "b.md"
+    md.write_text("# Caf\u00e9 One\n\n\u00a0\u00c9lan \u2014 vital, \u00e0 coup s\u00fbr\u2026\n\n"
+                  "# Zwei\n\nDie Stra\u00dfe, \u201ehei\u00df\u201c.\n", "utf-8")
+    ok(capsys, "-q", str(md), "-o", "none", "-voice", "kal16", "--subtitles", str(tmp_path / "b.vtt"),
+       "--timings", str(tmp_path / "b.json"))
+    doc = json.loads((tmp_path / "b.json").read_text("utf-8"))
+    assert cues(tmp_path / "b.vtt") == [s["text"] for s in doc["sentences"]]
+    assert "\u00c9lan \u2014 vital, \u00e0 coup s\u00fbr\u2026" in [s["text"] for s in doc["sentences"]]
+    assert [w["text"] for w in doc["words"]][-3:] == ["Die", "Stra\u00dfe,", "\u201ehei\u00df\u201c."]
+    for record in doc["words"] + doc["sentences"]:
+        a, b = record["span"]
+        assert " ".join(doc["text"][a:b].split()) == record["text"]
