@@ -76,3 +76,13 @@ def native_flite() -> str:
     if path is None:
         pytest.fail("native flite (the test oracle) is not installed; run scripts/setup.sh --dev")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _tracing_stops_when_safe() -> Iterator[None]:
+    """tests/memory.py: tracemalloc is stopped only once no other thread can allocate."""
+    yield
+    from memory import stop_when_alone
+
+    stop_when_alone()
+

@@ -19,13 +19,13 @@ import shutil
 import subprocess
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from cluster import ECHO_WAT, Cluster, echo_subtask, make_program, make_tls
 from faulty_preload import RunsACommand
+from memory import traced_peak
 from gflite.cli_shared import for_terminal
 from gflite.gwasm import execution, sandbox
 from gflite.gwasm.executors.dask import DaskExecutor, tasks
@@ -322,12 +322,11 @@ def test_a_hostile_answer_is_refused_retried_elsewhere_and_its_provider_excluded
     mallory = site.cluster.workers[MALLORY].address
     # Python's own allocations, all threads (Dask's client loop included); a zeroed
     # bytes(3_000_000_000) would not show in RSS until touched, but shows here.
-    tracemalloc.start()
     try:
-        report = honest_job(site, echo)  # mallory is the cheapest: it is asked first
-        peak = tracemalloc.get_traced_memory()[1]
+        with traced_peak() as traced:
+            report = honest_job(site, echo)  # mallory is the cheapest: it is asked first
+        peak = traced.bytes
     finally:
-        tracemalloc.stop()
         site.fault.write_text("honest")
     assert not s.exists(), "the answer ran a command on the requestor"
     assert peak < 50 << 20, f"the requestor allocated {peak >> 20} MiB at its peak"
@@ -357,12 +356,11 @@ def test_a_provider_that_under_reports_its_answers_size(site: Site, echo,
         return int(text.split("VmHWM:")[1].split()[0]) >> 10
 
     scheduler_before = hwm()
-    tracemalloc.start()
     try:
-        report = honest_job(site, echo)
-        peak = tracemalloc.get_traced_memory()[1]
+        with traced_peak() as traced:
+            report = honest_job(site, echo)
+        peak = traced.bytes
     finally:
-        tracemalloc.stop()
         site.fault.write_text("honest")
     assert mallory in report.rejected, report.lines()
     assert report.rejected[mallory].endswith("over the requestor's cap of 67108864 bytes")

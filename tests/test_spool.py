@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tracemalloc
 from pathlib import Path
 
 import pytest
+
+from memory import traced_peak
 
 from gflite import pipeline, synth
 from gflite.gwasm import spool
@@ -143,12 +144,9 @@ def test_a_resumed_book_never_holds_more_than_a_few_chunks_audio(tmp_path: Path)
     largest = max(size for _, size, _ in cache._entries())
     assert chunks >= 20  # distinct chunks (the book repeats itself: repeated chunks share an entry)
 
-    tracemalloc.start()
-    try:
+    with traced_peak() as traced:
         summary = pipeline.render(make_job(book, tmp_path / "warm.wav", target_chars=600, workers=2), cache=cache)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = traced.bytes
     assert summary.from_cache == summary.chunks >= chunks
     assert (tmp_path / "warm.wav").read_bytes() == cold
     assert peak < 3 * largest, f"peak {peak} bytes, a chunk is up to {largest}, {chunks} chunks"
@@ -158,13 +156,10 @@ def test_a_cold_book_never_holds_a_chunks_audio(tmp_path: Path) -> None:
     """Cold: the workers' outputs are files in the spool; what crosses the pipe and
     reaches the writer is their names and digests."""
     book = _book(tmp_path)
-    tracemalloc.start()
-    try:
+    with traced_peak() as traced:
         pipeline.render(make_job(book, tmp_path / "cold.wav", target_chars=600, workers=2),
                         cache=ResultCache(tmp_path / "cache"))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = traced.bytes
     largest = max(size for _, size, _ in ResultCache(tmp_path / "cache")._entries())
     assert peak < largest, f"peak {peak} bytes, a chunk is up to {largest}"
 

@@ -5,10 +5,11 @@ import io
 import os
 import struct
 import subprocess
-import tracemalloc
 from pathlib import Path
 
 import pytest
+
+from memory import traced_peak
 
 from conftest_chunking import flite_wav, pcm_of, sample
 from gflite import stitching
@@ -202,12 +203,9 @@ def test_flat_memory_for_a_big_book(tmp_path) -> None:
         for i in range(200):  # ~200 MiB in all
             yield synthetic_wav(piece_samples, fill=i)
 
-    tracemalloc.start()
-    try:
+    with traced_peak() as traced:
         stitch(pieces(), tmp_path / "big.wav")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = traced.bytes
     assert (tmp_path / "big.wav").stat().st_size == 44 + 200 * piece_samples * 2
     assert peak < 4 * piece_samples * 2  # a couple of pieces at most, never the book
 
