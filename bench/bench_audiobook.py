@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from corpus import CORPUS  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -33,8 +35,7 @@ from gflite.stitching import WavFormat, wav_header  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
-                                               / "news_from_nowhere.txt"))
+    ap.add_argument("--corpus", default=str(CORPUS))
     ap.add_argument("--seconds", type=float, default=600.0, help="audio to encode (default 600)")
     ap.add_argument("--rate", type=int, default=16000)
     args = ap.parse_args()

@@ -22,13 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from corpus import CORPUS
+
 ROOT = Path(__file__).resolve().parent.parent
 GFLITE = [sys.executable, "-m", "gflite"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", default=str(ROOT.parent / "shared" / "corpus" / "news_from_nowhere.txt"))
+    ap.add_argument("--corpus", default=str(CORPUS))
     ap.add_argument("--chars", type=int, default=60000)
     ap.add_argument("--voice", default="kal16")
     args = ap.parse_args()

@@ -39,12 +39,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from corpus import CORPUS  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # the test suite's cluster launcher
 
 from cluster import Cluster  # noqa: E402
 
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "news_from_nowhere.txt"
 PRICES = {"w1": 0.01, "w2": 0.02}
 
 
@@ -73,7 +74,7 @@ def billed(stderr: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--chars", type=int, default=60000, help="prefix of the corpus to speak")
     ap.add_argument("--voice", default="kal")
     ap.add_argument("--repeat", type=int, default=3)

@@ -57,8 +57,9 @@ import time
 import wave
 from pathlib import Path
 
+from corpus import CORPUS
+
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_TEXT = REPO.parent / "shared" / "corpus" / "news_from_nowhere.txt"
 FLITE = shutil.which("flite") or "/usr/bin/flite"
 # The gflite console script beside this interpreter (the venv's), else `python -m gflite`.
 _SCRIPT = Path(sys.executable).with_name("gflite")
@@ -324,7 +325,7 @@ def startup(work: Path, env: dict[str, str], runs: int) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="the book (default: %(default)s)")
+    ap.add_argument("--text", type=Path, default=CORPUS, help="the book (default: %(default)s)")
     ap.add_argument("--chars", type=int, default=None, help="use only a prefix of about N characters")
     ap.add_argument("--voices", default="kal,kal16,slt,rms,awb", help="comma-separated (default: %(default)s)")
     ap.add_argument("--startup-runs", type=int, default=9)

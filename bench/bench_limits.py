@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from corpus import CORPUS, excerpt  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -33,16 +35,7 @@ from gflite.gwasm import guestfs, sandbox  # noqa: E402
 from gflite.gwasm.executors.local import _address_space_cap  # noqa: E402
 from gflite.gwasm.subtask import Limits, Program, Subtask  # noqa: E402
 
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "news_from_nowhere.txt"
 LIMITS = Limits()
-
-
-def corpus_excerpt(path: Path, paragraphs: int) -> str:
-    text = path.read_text(encoding="utf-8", errors="replace")
-    start = text.find("CHAPTER I")
-    body = text[start:] if start >= 0 else text
-    paras = [p.strip() for p in body.split("\n\n") if len(p.strip()) > 200]
-    return "\n\n".join(paras[:paragraphs]) + "\n"
 
 
 class Unlimited:
@@ -90,13 +83,13 @@ def limited(program: Program, subtask: Subtask) -> bytes:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", nargs="?", const=DEFAULT_CORPUS, type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--corpus", nargs="?", const=CORPUS, type=Path, default=CORPUS)
     parser.add_argument("--paragraphs", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--voices", default="kal,slt")
     args = parser.parse_args()
 
-    text = corpus_excerpt(args.corpus, args.paragraphs).encode()
+    text = excerpt(args.corpus, args.paragraphs).encode()
     program = flitewasm.program()
     unlimited = Unlimited(program)
     print(f"text: {len(text)} bytes ({args.paragraphs} paragraphs); {args.repeat} runs each")

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from corpus import CORPUS  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -36,7 +38,7 @@ def book(text: str, path: Path, chapters: int = 20) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", default=str(ROOT.parent / "shared" / "corpus" / "news_from_nowhere.txt"))
+    ap.add_argument("--corpus", default=str(CORPUS))
     ap.add_argument("--chars", type=int, default=60_000)
     ap.add_argument("--voice", default="kal16")
     ap.add_argument("-j", default="2")

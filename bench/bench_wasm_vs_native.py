@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from corpus import CORPUS, excerpt  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     # Runnable from a checkout that is not pip-installed.
@@ -30,7 +32,6 @@ from gflite import flitewasm  # noqa: E402
 from gflite.gwasm.sandbox import run_subtask  # noqa: E402
 from gflite.gwasm.subtask import Limits, Program, Subtask  # noqa: E402
 
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "news_from_nowhere.txt"
 
 # Written for this benchmark: a few paragraphs of ordinary prose.
 DEFAULT_TEXT = """\
@@ -50,15 +51,6 @@ oranges, and she asked whether anyone had seen the dolphins. Everyone had.
 By the afternoon the wind had risen, the sky had clouded over, and the return
 crossing was rough enough that nobody stood at the rail at all.
 """
-
-
-def corpus_excerpt(path: Path, paragraphs: int) -> str:
-    """The first N paragraphs of the story itself, skipping the front matter."""
-    text = path.read_text(encoding="utf-8", errors="replace")
-    start = text.find("CHAPTER I")
-    body = text[start:] if start >= 0 else text
-    paras = [p.strip() for p in body.split("\n\n") if len(p.strip()) > 200]
-    return "\n\n".join(paras[:paragraphs]) + "\n"
 
 
 def time_wasm(program: Program, voice: str, text: bytes) -> tuple[float, bytes]:
@@ -89,8 +81,8 @@ def time_native(voice: str, text: bytes, workdir: Path) -> tuple[float, bytes]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", nargs="?", const=DEFAULT_CORPUS, type=Path, default=None,
-                    help=f"take the text from a corpus file (default {DEFAULT_CORPUS})")
+    ap.add_argument("--corpus", nargs="?", const=CORPUS, type=Path, default=None,
+                    help=f"take the text from a corpus file (default {CORPUS})")
     ap.add_argument("--paragraphs", type=int, default=4, help="paragraphs of the corpus to use")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per voice and side")
     ap.add_argument("--voices", nargs="+", default=list(flitewasm.VOICES), choices=flitewasm.VOICES)
@@ -102,7 +94,7 @@ def main() -> None:
         Program.from_path(p, nan_canonicalization=shipped.nan_canonicalization) for p in args.wasm
     ]
 
-    text = corpus_excerpt(args.corpus, args.paragraphs) if args.corpus else DEFAULT_TEXT
+    text = excerpt(args.corpus, args.paragraphs) if args.corpus else DEFAULT_TEXT
     data = text.encode("utf-8")
     print(f"text: {len(text.split())} words, {len(data)} bytes; "
           f"median of {args.repeat} runs after a warm-up; flite.wasm {flitewasm.PINNED_SHA256[:12]}")
