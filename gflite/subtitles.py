@@ -121,6 +121,11 @@ def records(timeline: Timeline) -> dict[str, object]:
     def chapter(t: WordTime | SentenceTime) -> dict[str, int]:
         return {"chapter": t.chapter} if t.chapter is not None else {}
 
+    def clock(first: int, end: int, prefix: str = "") -> dict[str, float | int]:
+        """[first, end) samples, in seconds and in samples."""
+        return {f"{prefix}start": first / rate, f"{prefix}end": end / rate,
+                f"{prefix}start_sample": first, f"{prefix}end_sample": end}
+
     return {
         "sample_rate": rate,
         "samples": timeline.samples,
@@ -130,14 +135,8 @@ def records(timeline: Timeline) -> dict[str, object]:
             {
                 "index": s.index,
                 **chapter(s),
-                "start": s.start / rate,
-                "end": s.end / rate,
-                "start_sample": s.start,
-                "end_sample": s.end,
-                "audio_start": s.audio[0] / rate,
-                "audio_end": s.audio[1] / rate,
-                "audio_start_sample": s.audio[0],
-                "audio_end_sample": s.audio[1],
+                **clock(s.start, s.end),
+                **clock(*s.audio, prefix="audio_"),
                 "text": s.text,
                 "span": span(s),
             }
@@ -147,10 +146,7 @@ def records(timeline: Timeline) -> dict[str, object]:
             {
                 **chapter(w),
                 "sentence": w.sentence,
-                "start": w.start / rate,
-                "end": w.end / rate,
-                "start_sample": w.start,
-                "end_sample": w.end,
+                **clock(w.start, w.end),
                 "text": w.text,
                 "span": span(w),
             }
