@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable
 
+from gflite import outputs
 from gflite.errors import OutputError
 from gflite.stitching import ENCODERS, WavFormat, find_ffmpeg
 
@@ -305,10 +306,7 @@ def _mux(
     feed: Callable[[BinaryIO], None] | None,
 ) -> None:
     ffmpeg = find_ffmpeg()
-    if out.is_dir():
-        raise OutputError(f"output {out} is a directory")
-    if not out.parent.is_dir():
-        raise OutputError(f"output directory does not exist: {out.parent}")
+    outputs.check_file_place(out)
     with tempfile.TemporaryDirectory(prefix="gflite-audiobook-") as work:
         meta = Path(work) / "metadata.txt"
         meta.write_text(ffmetadata(tags, marks, frames, rate), encoding="utf-8")

@@ -112,10 +112,7 @@ class ReadAlongWriter(AudioWriter):
         super().__init__(default_rate)
         if outputs.resolve(str(target)).stream:
             raise OutputError(f"{target}: a read-along EPUB is written to a file, not a FIFO or device")
-        if target.is_dir():
-            raise OutputError(f"output {target} is a directory; give a file name such as {target / 'book.epub'}")
-        if not target.parent.is_dir():
-            raise OutputError(f"output directory does not exist: {target.parent}")
+        outputs.check_file_place(target, f"; give a file name such as {target / 'book.epub'}")
         try:
             self.work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".work", dir=target.parent))
         except OSError as e:

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gflite.errors import OutputError
+
 PART_SUFFIX = ".part"
 # tempfile.mkstemp's random part: 8 characters of this alphabet.
 _RANDOM = r"[a-z0-9_]{8}"
@@ -53,6 +55,15 @@ def resolve(name: str) -> Target:
         return Target(name, Path(name), stream=True)  # opened by its own name, as flite does
     path = Path(name)
     return Target(name, Path(os.path.realpath(path)) if path.is_symlink() else path, stream=False)
+
+
+def check_file_place(path: Path, hint: str = "") -> None:
+    """A new regular file can be written at ``path``: not a directory, in a folder
+    that exists (``hint`` follows the directory message, e.g. a name to give)."""
+    if path.is_dir():
+        raise OutputError(f"output {path} is a directory{hint}")
+    if not path.parent.is_dir():
+        raise OutputError(f"output directory does not exist: {path.parent}")
 
 
 def part_pattern(target: Path) -> re.Pattern[str]:

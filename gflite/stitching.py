@@ -463,10 +463,7 @@ class _TempFileOutput:
     def __init__(self, target: Path) -> None:
         self.target = target
         parent = target.parent
-        if target.is_dir():
-            raise OutputError(f"output {target} is a directory")
-        if not parent.is_dir():
-            raise OutputError(f"output directory does not exist: {parent}")
+        outputs.check_file_place(target)
         try:
             fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=outputs.PART_SUFFIX)
         except OSError as e:

@@ -161,10 +161,7 @@ def check_writable(path: str) -> None:
     target = outputs.resolve(path)
     if target.stream:
         return
-    if target.path.is_dir():
-        raise OutputError(f"{path} is a directory; give a file name")
-    if not target.path.parent.is_dir():
-        raise OutputError(f"output directory does not exist: {target.path.parent}")
+    outputs.check_file_place(target.path, "; give a file name")
 
 
 def write(path: str, data: str) -> None:
