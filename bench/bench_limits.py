@@ -32,7 +32,7 @@ import wasmtime  # noqa: E402
 
 from gflite import flitewasm  # noqa: E402
 from gflite.gwasm import guestfs, sandbox  # noqa: E402
-from gflite.gwasm.executors.local import _address_space_cap  # noqa: E402
+from gflite.gwasm.workers import _address_space_cap  # noqa: E402
 from gflite.gwasm.subtask import Limits, Program, Subtask  # noqa: E402
 
 LIMITS = Limits()

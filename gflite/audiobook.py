@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable
 
 from gflite import outputs
+from gflite.book_suffixes import AUDIOBOOK_FORMATS, audiobook_format  # noqa: F401  (part of this module's API)
 from gflite.errors import OutputError
 from gflite.stitching import ENCODERS, WavFormat, find_ffmpeg
 
 if TYPE_CHECKING:
     from gflite.books.model import Cover
 
-AUDIOBOOK_FORMATS = ("m4b", "m4a", "mp3")
 _MP4_FORMATS = ("m4b", "m4a")
 _COPY_STEP = 1 << 20
 _UNKNOWN = 0xFFFFFFFF
@@ -69,12 +69,6 @@ class WavData:
     format: WavFormat
     offset: int
     frames: int
-
-
-def audiobook_format(target: str | os.PathLike[str]) -> str | None:
-    """``"m4b"``, ``"m4a"`` or ``"mp3"`` if ``target`` names an audiobook file, else None."""
-    ext = Path(target).suffix.lower().lstrip(".")
-    return ext if ext in AUDIOBOOK_FORMATS else None
 
 
 def read_wav_header(path: Path) -> WavData:

@@ -5,7 +5,10 @@ library code never does.
 """
 from __future__ import annotations
 
+import os
 import re
+import sys
+from typing import NoReturn
 
 # C0 and C1 control characters (ESC, CR, LF, BEL, CSI ...) and DEL: a string
 # from another party (a provider's name or reason, a book's title) that held
@@ -18,6 +21,22 @@ def for_terminal(text: object, limit: int = 200) -> str:
     as ``\\xNN`` escapes, and cut to ``limit`` characters with an ellipsis."""
     s = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
     return s if len(s) <= limit else s[: max(0, limit - 1)] + "\u2026"
+
+
+def exit_now(code: int) -> NoReturn:
+    """End a console script with ``code`` once its work is done and cleaned up.
+
+    Python's own teardown frees every module and object one by one: about 35 ms
+    for gflite's, longer than saying "Hello." takes. The kernel frees it all at
+    once. What the teardown would still do that matters, flushing stdout and
+    stderr, is done here; a reader of stdout that has gone is not an error
+    then (the output it wanted is written or it left early)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe, or a stream already closed
+            pass
+    os._exit(code)
 
 
 def quiet_cluster_logs() -> None:

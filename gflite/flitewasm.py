@@ -8,8 +8,6 @@ In a source checkout it lives in ``wasm_bin/``; installed, it is package data of
 from __future__ import annotations
 
 import functools
-import hashlib
-from importlib import resources
 from pathlib import Path
 
 from gflite.errors import GfliteError
@@ -27,12 +25,14 @@ _CHECKOUT_DIR = Path(__file__).resolve().parent.parent / "wasm_bin"
 def _bin_dir() -> Path:
     """The directory holding flite.wasm: the installed package, else the checkout's wasm_bin/."""
     try:
-        root = resources.files("gflite.wasm_bin")
+        # The package's own directory (wheel and editable installs both give a
+        # real one, never a zip); importlib.resources would find the same, at a
+        # twentieth of this command's start-up for its import alone.
+        import gflite.wasm_bin as package
     except ModuleNotFoundError:
         # Running from a checkout that was never installed (gflite on sys.path only).
         return _CHECKOUT_DIR
-    # Both wheel and editable installs give a real directory, never a zip.
-    return Path(str(root))
+    return Path(next(iter(package.__path__)))
 
 
 def _read_pin(path: Path) -> str:
@@ -71,28 +71,23 @@ def wasm_path() -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=8)
-def _sha256_of(path: Path, size: int, mtime_ns: int) -> str:
-    # Keyed on size and mtime too, so a rebuilt file in the same place is rehashed.
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def program() -> Program:
     """The engine's Program for flite.wasm.
 
-    The digest is computed from the file (about 20 ms for 14 MB, once per
-    process per file version) rather than trusted from the pin, so a locally
-    rebuilt or damaged binary is never passed off under the pinned identity;
-    the engine's result cache and provider agreement key on it.
+    The digest is the file's own (see :mod:`gflite.gwasm.digests`: hashed once
+    per file version, then remembered), never trusted from the pin, so a
+    locally rebuilt or damaged binary is never passed off under the pinned
+    identity; the engine's result cache and provider agreement key on it.
     """
+    from gflite.gwasm.digests import file_sha256
+
     path = wasm_path()
-    st = path.stat()
+    try:
+        digest = file_sha256(path)
+    except OSError as exc:
+        raise GfliteError(f"cannot read {path}: {exc}") from None
     # NaN canonicalisation off: it makes the clustergen voices ~4x slower, and
     # flite's output cannot carry a NaN payload — samples are int16, and wasm's
     # float-to-int conversions trap on NaN (or give 0) whatever its bits. The
     # native-oracle tests and redundancy compare every sample byte for byte.
-    return Program(path=path, sha256=_sha256_of(path, st.st_size, st.st_mtime_ns), nan_canonicalization=False)
+    return Program(path=path, sha256=digest, nan_canonicalization=False)

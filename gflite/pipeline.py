@@ -697,26 +697,31 @@ def _open(job: Job, stdout: BinaryIO | None) -> stitching.AudioWriter | None:
         return None
     from pathlib import Path
 
-    from gflite import audiobook, stitching
+    from gflite import stitching
+    from gflite.book_suffixes import audiobook_format
 
-    tags = job.book.tags if job.book is not None else audiobook.Tags(
-        title=Path(job.source.value).stem if job.source.kind == "file" else "")
+    def tags() -> Tags:
+        from gflite import audiobook
+
+        return job.book.tags if job.book is not None else audiobook.Tags(
+            title=Path(job.source.value).stem if job.source.kind == "file" else "")
+
     if job.split:
         from gflite.bookwriter import ChapterSplitWriter
 
-        return ChapterSplitWriter(Path(output), job.split_format, rate, tags)
+        return ChapterSplitWriter(Path(output), job.split_format, rate, tags())
     if job.book is not None and job.book.anchors is not None:
         from gflite.bookwriter import ReadAlongWriter
 
         return ReadAlongWriter(Path(output), Path(job.source.value), job.book.anchors, rate)
-    kind = audiobook.audiobook_format(output) if output != STDOUT else None
+    kind = audiobook_format(output) if output != STDOUT else None
     if kind is not None:
         from gflite.bookwriter import AudiobookWriter
 
         if os.path.isdir(output):
             example = os.path.join(output, f"book.{kind}")
             raise OutputError(f"output {output} is a directory; give a file name such as {example}")
-        return AudiobookWriter(Path(output), kind, rate, tags)
+        return AudiobookWriter(Path(output), kind, rate, tags())
     if output != STDOUT and os.path.isdir(output):
         raise OutputError(f"output {output} is a directory; give a file name such as {os.path.join(output, 'out.wav')}")
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gflite.gwasm.executors.local import LocalExecutor, _fork_is_safe
+from gflite.gwasm.executors.local import LocalExecutor
+from gflite.gwasm.workers import fork_is_safe
 from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 
 WatProgram = Callable[[str], Program]
@@ -212,6 +213,7 @@ def test_a_prestarted_worker_is_adopted_once_and_otherwise_killed(wat_program: W
     script = textwrap.dedent(
         f"""
         import os, time
+        from gflite.gwasm import workers
         from gflite.gwasm.executors import local
         from gflite.gwasm.subtask import Limits, Program, Subtask
         program = Program.from_path({str(wat_program("upper").path)!r})
@@ -235,24 +237,24 @@ def test_a_prestarted_worker_is_adopted_once_and_otherwise_killed(wat_program: W
                 return True
             return False
 
-        local.prestart()
-        spare = local._spare[0].pid
+        workers.prestart()
+        spare = workers._spare[0].pid
         outputs, pid, spawned, methods = run()
-        print(outputs, pid == spare, spawned, methods, local._spare)
+        print(outputs, pid == spare, spawned, methods, workers._spare)
         settle()
-        local.prestart()
-        spare = local._spare[0].pid
+        workers.prestart()
+        spare = workers._spare[0].pid
         os.environ["GFLITE_TEST_CHANGED"] = "1"
         outputs, pid, spawned, methods = run()
         print(outputs, pid == spare, gone(spare), spawned, methods)
         settle()
-        local.prestart()
-        spare = local._spare[0].pid
-        local.discard_spare()
-        print(gone(spare), local._spare)
+        workers.prestart()
+        spare = workers._spare[0].pid
+        workers.discard_spare()
+        print(gone(spare), workers._spare)
         settle()
-        local.prestart()
-        spare = local._spare[0].pid
+        workers.prestart()
+        spare = workers._spare[0].pid
         os.kill(spare, 9)  # a spare that died before it was needed
         time.sleep(0.2)
         outputs, pid, spawned, methods = run()
@@ -279,7 +281,7 @@ def test_fork_safety_check_sees_native_threads(wat_program: WatProgram) -> None:
     result: SubtaskResult = sandbox.run_subtask(wat_program("upper"), upper_subtask(0), LIMITS)
     assert result.ok
     assert len(os.listdir("/proc/self/task")) > 1
-    assert not _fork_is_safe()
+    assert not fork_is_safe()
 
 
 # --- hostile guests against the whole worker process --------------------------
@@ -315,24 +317,24 @@ def run_isolated(wasm: Path, limits: Limits, text: bytes = b"honest\n", prestart
     """Run ``wasm`` in a LocalExecutor of a fresh interpreter, then an honest
     guest in the same executor; report both results and the largest resident
     size any worker process reached (ru_maxrss of the reaped children).
-    ``prestart``: in a worker :func:`local.prestart` forked before the executor."""
+    ``prestart``: in a worker :func:`workers.prestart` forked before the executor."""
     script = textwrap.dedent(
         f"""
         import json, resource, tempfile
         from pathlib import Path
         import wasmtime
-        from gflite.gwasm.executors import local
+        from gflite.gwasm import workers
         from gflite.gwasm.executors.local import LocalExecutor
         from gflite.gwasm.subtask import Limits, Program, Subtask
         if {prestart!r}:
-            local.prestart()
-            assert local._spare is not None
+            workers.prestart()
+            assert workers._spare is not None
         upper = Path(tempfile.mkdtemp()) / "upper.wasm"
         upper.write_bytes(wasmtime.wat2wasm({(Path(__file__).parent / "wat" / "upper.wat").read_text()!r}))
         limits = Limits(**{limits.__dict__!r})
         with LocalExecutor(1) as ex:
             hostile = ex.submit(Program.from_path({str(wasm)!r}), Subtask(0, "h", (), (), ()), limits).result(300)
-            assert local._spare is None  # adopted (or never made)
+            assert workers._spare is None  # adopted (or never made)
             honest = ex.submit(Program.from_path(upper), Subtask(1, "u", ("in.txt", "out.txt"),
                                (("in.txt", {text!r}),), ("out.txt",)), limits).result(300)
         print(json.dumps({{"ok": hostile.ok, "reason": hostile.reason,

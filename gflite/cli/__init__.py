@@ -28,24 +28,24 @@ Exit codes: 0 ok · 1 other error · 2 bad usage · 3 bad input text or voice ·
 from __future__ import annotations
 
 import os
-import signal
 import sys
-from typing import List, Optional
 
-from gflite.cli import render
-from gflite.cli.report import PROG, error
-from gflite.errors import GfliteError, Interrupted, ReaderGone, UsageError
+# Only what forking the spare worker needs is imported before main() has forked
+# it; the rest (click, the pipeline) loads while that worker loads wasmtime.
+from gflite.cli import spare
 
 __all__ = ["main", "run"]
 
 INTERRUPTED = "interrupted; finished chunks are cached, rerun the same command to resume"
 
 
-def run(argv: Optional[List[str]] = None) -> None:
+def run(argv: list[str] | None = None) -> None:
     """Parse ``argv`` (flite's flags, via click) and do what it asks; raises GfliteError subclasses."""
     import click
 
     from gflite.cli.options import Carry, command
+    from gflite.cli.report import PROG
+    from gflite.errors import UsageError
 
     try:
         command.main(args=argv, prog_name=PROG, standalone_mode=False)
@@ -67,19 +67,25 @@ def _silence_stdout() -> None:
         pass
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """The ``gflite`` console script: run, then exit with the documented code."""
-    render.completed = False
-    code = 0
     if not os.environ.get("GFLITE_CLUSTER"):
         # Most runs are local: a worker forked now loads wasmtime while the flags
         # are parsed and the job prepared. Runs that need none end it.
-        render.start_spare_worker()
+        spare.start()
+    import signal
+
+    from gflite.cli import render
+    from gflite.cli.report import error
+    from gflite.errors import GfliteError, Interrupted, ReaderGone
+
+    render.completed = False
+    code = 0
     try:
         try:
             run(argv)
         finally:
-            render.discard_spare_worker()
+            spare.discard()
             if render.completed and argv is None:
                 # The output is complete: a Ctrl-C while this process exits must not
                 # turn it into a failure. (Only as the console script: the process is ours.)
@@ -96,4 +102,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     except GfliteError as exc:
         error(str(exc))
         code = exc.exit_code
+    if argv is None:  # the console script: nothing of the process is left to anyone
+        from gflite.cli_shared import exit_now
+
+        exit_now(code)
     sys.exit(code)

@@ -9,7 +9,7 @@ import sys
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Optional
 
-from gflite.cli import listings, render
+from gflite.cli import listings, render, spare
 from gflite.cli.report import PROG, note
 from gflite.cli_shared import for_terminal
 from gflite.errors import OutputError, UsageError
@@ -28,7 +28,7 @@ def run_args(args: SimpleNamespace) -> None:
     """Do what the parsed flags ask: a listing, or a Job rendered (or played)."""
     if args.cluster is not None or args.list_chapters or args.version or args.list_voices or args.cache_info \
             or args.cache_clear:
-        render.discard_spare_worker()  # no local worker will run
+        spare.discard()  # no local worker will run
     if args.version:
         listings.version()
         return

@@ -2,7 +2,6 @@
 end-of-run lines after, or the audio played (flite's default output)."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -17,31 +16,6 @@ if TYPE_CHECKING:
 
 # Set once the output is complete: a Ctrl-C after that does not make the run a failure.
 completed = False
-
-
-def start_spare_worker() -> None:
-    """Fork a local worker now, while this process is small and has no threads:
-    it loads wasmtime while the flags are parsed and the Job prepared, and the
-    run's executor adopts it (see :func:`gflite.gwasm.executors.local.prestart`).
-
-    Only if a core is free to do that: on a machine already busy it would
-    compete with this process for a core, and its own start costs about 20 ms
-    of CPU more than a worker forked when needed (measured: no faster then)."""
-    from gflite.gwasm.executors import default_workers, local
-
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
-    if busy < default_workers():
-        local.prestart()
-
-
-def discard_spare_worker() -> None:
-    """End a worker :func:`start_spare_worker` started that no run adopted."""
-    local = sys.modules.get("gflite.gwasm.executors.local")
-    if local is not None:
-        local.discard_spare()
 
 
 def render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[BinaryIO] = None) -> pipeline.Summary:

@@ -66,7 +66,7 @@ def text_notes(text: pipeline.Text, name: str) -> list[str]:
 def plan_notes(job: pipeline.Job, plan: pipeline.Plan, name: str, verbose: bool) -> None:
     """The notes before any work: how the output is written, what the text lost, the workers."""
     from gflite import outputs, pipeline, stitching
-    from gflite.audiobook import audiobook_format
+    from gflite.book_suffixes import audiobook_format
 
     if (job.output not in (pipeline.STDOUT, pipeline.DISCARD) and stitching.wav_by_default(job.output)
             and not job.split and audiobook_format(job.output) is None

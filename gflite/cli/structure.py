@@ -61,7 +61,7 @@ def structure(
 def _check_split(args: SimpleNamespace, output: str, is_structured: bool) -> None:
     """--split chapters: a book, a format, and a folder to write into (made if missing)."""
     from gflite import pipeline
-    from gflite.audiobook import AUDIOBOOK_FORMATS
+    from gflite.book_suffixes import AUDIOBOOK_FORMATS
 
     if args.split != "chapters":
         raise UsageError(f"--split takes 'chapters', not {args.split!r}")

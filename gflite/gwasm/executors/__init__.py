@@ -1,19 +1,10 @@
 """Execution backends. Dask is imported only when the cluster executor is chosen."""
 from __future__ import annotations
 
-import os
-
 from gflite.gwasm.executors.base import Executor, Provider
+from gflite.gwasm.workers import default_workers
 
 __all__ = ["Executor", "Provider", "make_executor", "default_workers"]
-
-
-def default_workers() -> int:
-    """All cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def make_executor(*, workers: int | None = None, cluster: str | None = None,

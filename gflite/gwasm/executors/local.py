@@ -14,11 +14,8 @@ A dispatcher thread in the parent
   each single file too),
 - replaces a dead worker only when there is work for it.
 
-Inside a worker, each attempt (loading or compiling the program included) runs
-under an address-space cap (RLIMIT_AS): what the process maps already plus
-:func:`sandbox.compile_headroom` while it loads the program, plus
-:func:`sandbox.run_headroom` while the guest runs, so neither a guest nor a
-module that takes gigabytes to compile can take the machine's memory.
+The worker processes themselves (started, spoken to, and what runs inside
+one, under its own caps) are :mod:`gflite.gwasm.workers`.
 
 Nothing one attempt does can stop the dispatcher: its bookkeeping errors fail
 that attempt only, and a slot whose attempt directory cannot be removed is
@@ -27,29 +24,22 @@ retired (it takes no more work, and its attempt's result says why).
 Workers start lazily, min(workers, pending), so a one-subtask job starts one,
 unless :meth:`LocalExecutor.warm` starts them all (and loads the program)
 ahead of the first attempt.
-They are forked from the parent when that is safe (no other threads exist, so
-no lock can be held by a thread that will not exist in the child); otherwise
-a fresh interpreter is started. The parent never imports wasmtime.
-A caller that knows early it will run locally may :func:`prestart` one worker:
-it imports wasmtime (most of a worker's start) while the caller still prepares
-its task, and the next executor adopts it as its first worker.
+They are forked from the parent when that is safe, else started as fresh
+interpreters. A caller that knows early it will run locally may
+:func:`gflite.gwasm.workers.prestart` one worker: it imports wasmtime (most of a
+worker's start) while the caller still prepares its task, and the next
+executor adopts it as its first worker.
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import pickle
+import queue
 import select
-import signal
-import struct
-import sys
 import tempfile
 import threading
-import queue
 import time
-import warnings
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,362 +48,21 @@ from gflite.gwasm import guestfs, sandbox
 from gflite.gwasm.executors.base import Executor, Provider
 from gflite.gwasm.spool import Spool
 from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
+from gflite.gwasm.workers import (
+    Worker,
+    dispatchers,
+    dispatchers_lock,
+    exec_worker,
+    fork_is_safe,
+    fork_worker,
+    recv,
+    send,
+    take_spare,
+)
 
 # Time a worker may spend loading (at worst compiling) a program before the
 # subtask's own time limit starts counting.
 LOAD_GRACE = 300.0
-
-_HEADER = struct.Struct("!Q")
-
-# The dispatcher threads alive in this process: the only threads that may exist
-# when we fork (they hold no lock a child needs).
-_dispatchers: set[threading.Thread] = set()
-_dispatchers_lock = threading.Lock()
-
-
-# --- the pipe protocol: 8-byte length, then a pickle ------------------------
-
-
-def _send(fd: int, obj: object) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_HEADER.pack(len(data)) + data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = os.read(fd, min(n - len(buf), 1 << 20))
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
-
-
-def _recv(fd: int) -> object | None:
-    """The next message, or None if the other end is gone."""
-    try:
-        header = _read_exact(fd, _HEADER.size)
-        if header is None:
-            return None
-        data = _read_exact(fd, _HEADER.unpack(header)[0])
-    except OSError:
-        return None
-    return None if data is None else pickle.loads(data)
-
-
-# --- the worker side ---------------------------------------------------------
-
-
-def _harden(parent_pid: int) -> None:
-    """Set up a worker: deaf to the terminal's Ctrl-C (the parent decides), dies
-    with its parent, no core files, EFBIG instead of SIGXFSZ."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    if sys.platform == "linux":
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent_pid:
-        os._exit(0)
-    with contextlib.suppress(ImportError, ValueError, OSError):
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if sys.platform == "linux":
-        # glibc gives each thread (wasmtime compiles on one per core) a 64 MiB
-        # heap arena of address space; cap them, or RLIMIT_AS would depend on
-        # the number of cores.
-        import ctypes
-
-        m_arena_max = -8
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None).mallopt(m_arena_max, 2)
-
-
-def _mapped_bytes() -> int | None:
-    """This process's address space in use (Linux), or None if unknown."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-@contextlib.contextmanager
-def _soft_limit(which: str, want: int | None) -> Iterator[None]:
-    """Lower the soft limit ``resource.RLIMIT_<which>`` to ``want`` (never above the
-    hard limit) while one attempt loads or runs; restored afterwards. Where the
-    limit cannot be set (not Linux, ``want`` unknown) the attempt runs without it."""
-    try:
-        import resource
-
-        kind = getattr(resource, f"RLIMIT_{which}")
-        soft, hard = resource.getrlimit(kind)
-        if want is None:
-            raise ValueError(f"no value for RLIMIT_{which}")
-        resource.setrlimit(kind, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
-    except (ImportError, AttributeError, ValueError, OSError):
-        yield
-        return
-    try:
-        yield
-    finally:
-        resource.setrlimit(kind, (soft, hard))
-
-
-def _address_space_cap(headroom: int) -> contextlib.AbstractContextManager[None]:
-    """Cap this process's address space at what it maps now plus ``headroom``."""
-    mapped = _mapped_bytes()
-    return _soft_limit("AS", None if mapped is None else mapped + headroom)
-
-
-def _file_size_limit(limit: int) -> contextlib.AbstractContextManager[None]:
-    """Cap every file this process writes at ``limit + 1`` bytes while the guest runs."""
-    return _soft_limit("FSIZE", limit + 1)
-
-
-def _warm_up() -> None:
-    """Import what loading a program needs (wasmtime most of all), before any job
-    comes: outside any attempt's caps, as in a worker that already ran one. An
-    import that fails here fails again, and is reported, when the program loads."""
-    with contextlib.suppress(Exception):
-        import platform  # noqa: F401  (the module cache's key)
-
-        import wasmtime  # noqa: F401
-
-        from gflite.gwasm import cache  # noqa: F401
-
-
-def _worker_loop(job_fd: int, result_fd: int, parent_pid: int, warm: bool = False) -> None:
-    _harden(parent_pid)
-    if warm:
-        _warm_up()
-    while True:
-        job = _recv(job_fd)
-        if job is None:
-            return
-        if len(job) == 2 and job[0] == "load":  # type: ignore[arg-type,index]
-            # LocalExecutor.warm: load now, before any attempt; a failure is
-            # met again, and reported, by the first attempt.
-            with contextlib.suppress(Exception), _address_space_cap(sandbox.compile_headroom()):
-                sandbox.load_module(job[1])  # type: ignore[index]
-            continue
-        program, subtask, limits, workdir, provider, spool = job  # type: ignore[misc]
-        try:
-            # Load (at worst compile) under its own cap and before the
-            # file-size cap: a cache miss writes the compiled module.
-            failed: tuple[str, Failure] | None = None
-            try:
-                with _address_space_cap(sandbox.compile_headroom()):
-                    sandbox.load_module(program)
-            except Exception as exc:  # never compiled again under the larger cap below
-                failed = sandbox.load_failure(exc)
-            _send(result_fd, ("started", None))
-            if failed is not None:
-                reason, failure = failed
-                result = SubtaskResult.failed(subtask, reason, failure, provider=provider)
-            else:
-                with _address_space_cap(sandbox.run_headroom(limits)), _file_size_limit(limits.output_bytes):
-                    result = sandbox.execute(program, subtask, limits, Path(workdir), provider=provider,
-                                             spool=spool)
-        except BrokenPipeError:
-            return
-        except MemoryError:
-            result = SubtaskResult.failed(subtask, "memory limit exceeded (the worker's address-space cap)",
-                                          Failure.LIMIT, provider=provider)
-        except Exception as exc:  # a bug here must not look like a hung worker
-            result = SubtaskResult.failed(subtask, f"worker error: {type(exc).__name__}: {exc}",
-                                          Failure.LOST, provider=provider)
-        try:
-            _send(result_fd, ("result", result))
-        except BrokenPipeError:
-            return
-
-
-def _worker_entry(argv: list[str]) -> None:
-    """Entry point of a worker started as a fresh interpreter."""
-    code = 0
-    try:
-        _worker_loop(int(argv[0]), int(argv[1]), int(argv[2]))
-    except BaseException:
-        code = 70
-    finally:
-        os._exit(code)
-
-
-# --- the parent side ---------------------------------------------------------
-
-
-@dataclass
-class _Worker:
-    pid: int
-    job_fd: int
-    result_fd: int
-    proc: object | None = None  # subprocess.Popen when started as a fresh interpreter
-
-    def _close(self, which: str) -> None:
-        # Each fd is closed once: a second close could hit a reused number.
-        fd = getattr(self, which)
-        if fd >= 0:
-            setattr(self, which, -1)
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def _exited(self) -> bool:
-        if self.proc is not None:
-            return self.proc.poll() is not None  # type: ignore[attr-defined]
-        try:
-            return os.waitpid(self.pid, os.WNOHANG)[0] != 0
-        except ChildProcessError:
-            return True
-
-    def kill(self) -> None:
-        # The worker is our child and not yet reaped, so the pid cannot have been reused.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        self._close("job_fd")
-        self._close("result_fd")
-        if self.proc is not None:
-            self.proc.wait()  # type: ignore[attr-defined]
-        else:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
-
-    def stop(self) -> None:
-        """Ask an idle worker to exit (EOF on its job pipe); kill it if it lingers."""
-        self._close("job_fd")
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            if self._exited():
-                self._close("result_fd")
-                return
-            time.sleep(0.005)
-        self.kill()
-
-
-def _fork_is_safe() -> bool:
-    """True if this process has no threads besides the main one and our dispatchers.
-
-    Counted by the kernel, so native threads (wasmtime's I/O runtime after an
-    in-process guest run, Dask, tqdm's monitor) count too."""
-    if sys.platform != "linux":
-        return False
-    try:
-        threads = len(os.listdir("/proc/self/task"))
-    except OSError:
-        return False
-    with _dispatchers_lock:
-        ours = sum(1 for t in _dispatchers if t.is_alive())
-    return threads <= 1 + ours
-
-
-def _close_fds_except(keep: set[int]) -> None:
-    low = 3
-    for fd in sorted(keep):
-        if fd >= low:
-            os.closerange(low, fd)
-            low = fd + 1
-    os.closerange(low, max(os.sysconf("SC_OPEN_MAX"), low + 1) if hasattr(os, "sysconf") else 65536)
-
-
-def _fork_worker(warm: bool = False) -> _Worker:
-    parent = os.getpid()
-    job_r, job_w = os.pipe()
-    result_r, result_w = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "multi-threaded fork"
-        pid = os.fork()
-    if pid == 0:  # the worker; it never returns into the parent's code
-        code = 0
-        try:
-            _close_fds_except({job_r, result_w})
-            null = os.open(os.devnull, os.O_RDWR)
-            for std in (0, 1, 2):
-                os.dup2(null, std)
-            _worker_loop(job_r, result_w, parent, warm)
-        except BaseException:
-            code = 70
-        finally:
-            os._exit(code)
-    os.close(job_r)
-    os.close(result_w)
-    return _Worker(pid=pid, job_fd=job_w, result_fd=result_r)
-
-
-# A worker forked ahead of need by prestart(), with the environment it was forked
-# in; the next executor that starts a worker adopts it.
-_spare: tuple[_Worker, dict[str, str]] | None = None
-_spare_lock = threading.Lock()
-
-
-def prestart() -> None:
-    """Fork one worker now, if that is safe, so it imports wasmtime while this
-    process still prepares its task; the next :class:`LocalExecutor` to start a
-    worker (fork or default start method) adopts it. :func:`discard_spare` ends
-    it if none does."""
-    global _spare
-    with _spare_lock:
-        if _spare is not None or not _fork_is_safe():
-            return
-        _spare = (_fork_worker(warm=True), dict(os.environ))
-
-
-def discard_spare() -> None:
-    """Kill the worker :func:`prestart` made, if no executor adopted it (it holds nothing)."""
-    global _spare
-    with _spare_lock:
-        spare, _spare = _spare, None
-    if spare is not None:
-        spare[0].kill()
-
-
-def _take_spare() -> _Worker | None:
-    """The prestarted worker, if alive and forked in the environment this process has now."""
-    global _spare
-    with _spare_lock:
-        spare, _spare = _spare, None
-    if spare is None:
-        return None
-    worker, env = spare
-    if worker._exited():  # reaped by that check: only its pipes are left to close
-        worker._close("job_fd")
-        worker._close("result_fd")
-        return None
-    if env != dict(os.environ):
-        worker.kill()
-        return None
-    return worker
-
-
-def _exec_worker() -> _Worker:
-    import subprocess
-
-    import gflite
-
-    job_r, job_w = os.pipe()
-    result_r, result_w = os.pipe()
-    env = dict(os.environ)
-    # Make the worker import this same gflite, installed or not.
-    root = str(Path(gflite.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    code = "import sys; from gflite.gwasm.executors.local import _worker_entry; _worker_entry(sys.argv[1:])"
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code, str(job_r), str(result_w), str(os.getpid())],
-            pass_fds=(job_r, result_w),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-    finally:
-        os.close(job_r)
-        os.close(result_w)
-    return _Worker(pid=proc.pid, job_fd=job_w, result_fd=result_r, proc=proc)
 
 
 class _LocalFuture(Future):  # type: ignore[type-arg]
@@ -449,7 +98,7 @@ class _Attempt:
 @dataclass
 class _Slot:
     index: int
-    worker: _Worker | None = None
+    worker: Worker | None = None
     attempt: _Attempt | None = None
     retired: str = ""  # why this slot takes no more work, once it does not
     cleaning: bool = False  # its last attempt's directory is still being removed
@@ -539,8 +188,8 @@ class LocalExecutor(Executor):
             if self._thread is None:
                 self._thread = threading.Thread(target=self._dispatch, name="gwasm-local-dispatcher", daemon=True)
                 self._janitor = threading.Thread(target=self._clean, name="gwasm-local-janitor", daemon=True)
-                with _dispatchers_lock:
-                    _dispatchers.update((self._thread, self._janitor))
+                with dispatchers_lock:
+                    dispatchers.update((self._thread, self._janitor))
                 self._janitor.start()
                 self._thread.start()
         self._wake()
@@ -560,7 +209,7 @@ class LocalExecutor(Executor):
                     continue
                 try:
                     slot.worker = self._spawn()
-                    _send(slot.worker.job_fd, ("load", program))
+                    send(slot.worker.job_fd, ("load", program))
                 except OSError:  # the first attempt starts one as usual
                     self._kill(slot)
 
@@ -616,8 +265,8 @@ class LocalExecutor(Executor):
             self._crash = exc
         finally:
             self._shutdown()
-            with _dispatchers_lock:
-                _dispatchers.discard(threading.current_thread())
+            with dispatchers_lock:
+                dispatchers.discard(threading.current_thread())
 
     def _guard(self, slot: _Slot, step, *args) -> None:  # type: ignore[no-untyped-def]
         """Run one slot's bookkeeping step; an error in it fails that slot's
@@ -690,7 +339,7 @@ class LocalExecutor(Executor):
             try:
                 if slot.worker is None:
                     slot.worker = self._spawn()
-                _send(slot.worker.job_fd, job)
+                send(slot.worker.job_fd, job)
                 return
             except OSError as exc:
                 if slot.worker is not None:
@@ -700,11 +349,11 @@ class LocalExecutor(Executor):
         why = f"cannot start a worker process: {error}"
         self._finish(slot, self._failure(slot, attempt, why, Failure.LOST))
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self) -> Worker:
         # A prestarted worker was forked when that was safe, whatever the threads now.
-        spare = _take_spare() if self.start_method in (None, "fork") else None
-        method = "fork" if spare is not None else self.start_method or ("fork" if _fork_is_safe() else "exec")
-        worker = spare or (_fork_worker() if method == "fork" else _exec_worker())
+        spare = take_spare() if self.start_method in (None, "fork") else None
+        method = "fork" if spare is not None else self.start_method or ("fork" if fork_is_safe() else "exec")
+        worker = spare or (fork_worker() if method == "fork" else exec_worker())
         self.spawned += 1
         self.start_methods.append(method)
         return worker
@@ -733,7 +382,7 @@ class LocalExecutor(Executor):
         attempt = slot.attempt
         if attempt is None or slot.worker is None:
             return
-        message = _recv(slot.worker.result_fd)
+        message = recv(slot.worker.result_fd)
         if message is None:
             self._kill(slot)
             if attempt.loading:
@@ -820,8 +469,8 @@ class LocalExecutor(Executor):
                     self._settle(attempt, result)
                 self._wake()
         finally:
-            with _dispatchers_lock:
-                _dispatchers.discard(threading.current_thread())
+            with dispatchers_lock:
+                dispatchers.discard(threading.current_thread())
 
     @staticmethod
     def _settle(attempt: _Attempt, result: SubtaskResult) -> None:
