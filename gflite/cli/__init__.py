@@ -13,7 +13,8 @@ on stderr, and chooses exit codes (listed in README.md). stdout carries only
 what was asked for: WAV with ``-o -``, flite's printouts, or the
 ``-lv``/``--version``/``-b`` listings.
 
-Its parts: :mod:`.options` (the flags, parsed by click), :mod:`.job` (flags →
+Its parts: :mod:`.flags` (the flags, and the parser of common command lines),
+:mod:`.options` (the same flags as a click command: help, errors), :mod:`.job` (flags →
 Job), :mod:`.structure` (books: chapters, pauses, replacements), :mod:`.render`
 (running the Job, playing it), :mod:`.progress` (the bar), :mod:`.report` (notes
 and the end-of-run lines), :mod:`.listings` (``--version``, ``-lv``, the cache).
@@ -40,7 +41,15 @@ INTERRUPTED = "interrupted; finished chunks are cached, rerun the same command t
 
 
 def run(argv: list[str] | None = None) -> None:
-    """Parse ``argv`` (flite's flags, via click) and do what it asks; raises GfliteError subclasses."""
+    """Parse ``argv`` (flite's flags) and do what it asks; raises GfliteError subclasses."""
+    from gflite.cli import flags
+
+    values = flags.parse(sys.argv[1:] if argv is None else argv)
+    if values is not None:  # the common command line: no click needed
+        from gflite.cli.job import run_args
+
+        run_args(flags.to_args(values))
+        return
     import click
 
     from gflite.cli.options import Carry, command
