@@ -234,9 +234,9 @@ def render(
         subtitles.write_all(summary.timeline, subtitles=job.subtitles, words=job.subtitle_words, timings=job.timings)
     if writer is None:
         return summary
-    from gflite.bookwriter import ChapterSplitWriter
-
-    files = tuple(str(p) for p in writer.paths) if isinstance(writer, ChapterSplitWriter) else ()
+    files = ()
+    if job.split:  # a ChapterSplitWriter: the files it wrote
+        files = tuple(str(p) for p in writer.paths)  # type: ignore[attr-defined]
     return replace(summary, audio_seconds=writer.seconds, unknown_length=writer.unknown_length, files=files)
 
 

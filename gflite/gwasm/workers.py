@@ -273,13 +273,39 @@ class Worker:
 
     def stop(self) -> None:
         """Ask an idle worker to exit (EOF on its job pipe); kill it if it lingers."""
+        self.ask_to_stop()
+        self.wait_stopped()
+
+    def ask_to_stop(self) -> None:
+        """EOF on the job pipe: an idle worker exits when it reads it."""
         self._close("job_fd")
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            if self._exited():
-                self._close("result_fd")
-                return
-            time.sleep(0.005)
+
+    def wait_stopped(self, grace: float = 2.0) -> None:
+        """Reap a worker :meth:`ask_to_stop` was called on; kill it if it lingers
+        past ``grace`` seconds. Woken by the exit itself where the kernel can
+        say (a pidfd), not by a polling tick."""
+        deadline = time.monotonic() + grace
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):  # not Linux 5.3+, or already reaped
+            pidfd = -1
+        try:
+            while True:
+                if self._exited():
+                    self._close("result_fd")
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                if pidfd >= 0:
+                    import select
+
+                    select.select([pidfd], [], [], left)
+                else:
+                    time.sleep(min(left, 0.005))
+        finally:
+            if pidfd >= 0:
+                os.close(pidfd)
         self.kill()
 
 

@@ -481,14 +481,18 @@ class LocalExecutor(Executor):
         attempt.future._attempt = None  # type: ignore[attr-defined]
 
     def _shutdown(self) -> None:
+        idle = []
         for slot in self._slots:
             if slot.attempt is not None:
                 attempt = slot.attempt
                 self._kill(slot)
                 self._finish(slot, self._failure(slot, attempt, "cancelled: executor closed", Failure.CANCELLED))
             elif slot.worker is not None:
-                slot.worker.stop()
+                slot.worker.ask_to_stop()  # all at once: they exit side by side
+                idle.append(slot.worker)
                 slot.worker = None
+        for worker in idle:
+            worker.wait_stopped()
         self._cleanups.put(None)
         if self._janitor is not None:
             self._janitor.join()
