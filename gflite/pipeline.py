@@ -137,6 +137,7 @@ class Progress:
 
 @dataclass(frozen=True)
 class Summary:
+    """What a finished run did: chunks, cache hits, audio length, time, files written."""
     chunks: int
     from_cache: int
     characters: int

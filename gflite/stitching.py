@@ -64,6 +64,7 @@ FORMATS = ("wav", *ENCODERS)
 
 @dataclass(frozen=True)
 class WavFormat:
+    """The PCM layout of a WAV stream: rate, channels, bytes per sample."""
     sample_rate: int
     channels: int = 1
     sample_width: int = 2  # bytes per sample

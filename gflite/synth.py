@@ -53,6 +53,7 @@ class Voice:
 
 @dataclass(frozen=True)
 class SynthOptions:
+    """How flite is asked to speak: the voice, its feature settings, SSML, printouts."""
     voice: Voice
     features: tuple[tuple[str, str], ...] = ()  # (flag, "NAME=VALUE") in command-line order
     ssml: bool = False

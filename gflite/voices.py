@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class VoiceInfo:
+    """One built-in voice's facts: its names, rate and what it costs to synthesise."""
     name: str  # flite's short name, what flite.wasm is given
     aliases: tuple[str, ...]  # other names flite accepts (its voices' "name" feature, library names)
     sample_rate: int

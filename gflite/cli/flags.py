@@ -31,6 +31,7 @@ TEXT, NUMBER, COUNT, NON_NEGATIVE, FRACTION = "text", "number", "count", "non-ne
 
 @dataclass(frozen=True)
 class Flag:
+    """One flag: its names, what it takes, its default and its help line."""
     dest: str
     names: tuple[str, ...]
     kind: str = VALUE

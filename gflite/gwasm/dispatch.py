@@ -43,6 +43,7 @@ _CAUGHT_BY = (Failure.GUEST, Failure.LIMIT, Failure.BAD_INPUT)
 
 @dataclass(eq=False)
 class _Running:
+    """One attempt in flight: its subtask's state, provider and reservation."""
     state: State
     provider: str
     reservation: Reservation

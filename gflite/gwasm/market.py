@@ -125,6 +125,7 @@ class ProviderCost:
 
 @dataclass(frozen=True)
 class Bill:
+    """What a run cost: per provider, in total, against the bid."""
     providers: tuple[ProviderCost, ...]
     total: float
     bid: float | None

@@ -81,6 +81,7 @@ class _LocalFuture(Future):  # type: ignore[type-arg]
 
 @dataclass
 class _Attempt:
+    """One run of a subtask in a worker, as the dispatcher tracks it."""
     program: Program
     subtask: Subtask
     limits: Limits
@@ -97,6 +98,7 @@ class _Attempt:
 
 @dataclass
 class _Slot:
+    """One worker slot (provider ``local-N``): its process and what it runs now."""
     index: int
     worker: Worker | None = None
     attempt: _Attempt | None = None
