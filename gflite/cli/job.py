@@ -29,6 +29,8 @@ def run_args(args: SimpleNamespace) -> None:
     if args.cluster is not None or args.list_chapters or args.version or args.list_voices or args.cache_info \
             or args.cache_clear:
         spare.discard()  # no local worker will run
+    else:
+        spare.preload()
     if args.version:
         listings.version()
         return

@@ -376,6 +376,20 @@ def prestart() -> None:
         _spare = (fork_worker(warm=True), dict(os.environ))
 
 
+def preload(program: object) -> None:
+    """Have the worker :func:`prestart` made load ``program`` (a
+    :class:`~gflite.gwasm.subtask.Program`) as soon as it has wasmtime, before
+    its first attempt asks for it. Does nothing without a spare; a load that
+    fails is met again, and reported, by the first attempt."""
+    with _spare_lock:
+        if _spare is None:
+            return
+        try:
+            send(_spare[0].job_fd, ("load", program))
+        except OSError:  # it died: take_spare() finds that out
+            pass
+
+
 def discard_spare() -> None:
     """Kill the worker :func:`prestart` made, if no executor adopted it (it holds nothing)."""
     global _spare
