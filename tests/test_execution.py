@@ -128,6 +128,18 @@ def test_results_stream_while_work_continues(local: LocalExecutor, wat_program: 
     assert [r.index for r in run] == [1]
 
 
+def test_a_provider_gets_its_next_attempt_before_the_caller_gets_the_result(wat_program: WatProgram) -> None:
+    # One worker: while the caller holds result 0 (as gflite writes its audio),
+    # subtask 1 is already running; it was not left waiting for the caller.
+    with LocalExecutor(1) as one:
+        counting = Counting(one)
+        run = execution.run(counting, wat_program("upper"), [upper(i) for i in range(3)], T())
+        first = next(run)
+        assert first.index == 0
+        assert [name for name, _ in counting.submitted] == ["s0", "s1"]
+        assert [r.index for r in run] == [1, 2]
+
+
 def test_order_by_index_not_by_position(local: LocalExecutor, wat_program: WatProgram) -> None:
     results = list(execution.run(local, wat_program("upper"), [upper(5), upper(2), upper(9)], T()))
     assert [r.index for r in results] == [2, 5, 9]

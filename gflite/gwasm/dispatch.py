@@ -14,6 +14,7 @@ excluded too. Accepted results carry their :class:`Provenance`.
 """
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
 from dataclasses import dataclass, fields, replace
 
-from gflite.errors import ClusterError, ExecutionError, VerificationError
+from gflite.errors import ClusterError, ExecutionError, GfliteError, VerificationError
 from gflite.gwasm.attempts import State, SubtaskState, VerifiedState, without_data
 from gflite.gwasm.cache import ResultCache
 from gflite.gwasm.executors.base import Executor, Provider
@@ -181,6 +182,15 @@ class Dispatcher:
                 if self.running or self.audits:
                     stuck_since = None
                     self._collect()
+                    if self.deadline is None or time.monotonic() < self.deadline:
+                        # Refill the providers that just finished before handing the
+                        # results out: the caller's work on them (writing audio,
+                        # reading on in its source) must not keep a provider idle.
+                        # What stops the dispatch (the budget, a lost cluster) waits
+                        # until the results in hand are out: the loop's own dispatch
+                        # meets it again then.
+                        with contextlib.suppress(GfliteError):
+                            self._dispatch()
                     continue
                 # Nothing runs and nothing could start: wait a little for providers
                 # to (re)join a cluster, then give up on what is left.
