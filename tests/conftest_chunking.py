@@ -76,3 +76,45 @@ def token_soup(rng: random.Random) -> str:
 def cut(text: str, offsets: list[int]) -> list[str]:
     edges = [0, *offsets, len(text)]
     return [text[a:b] for a, b in zip(edges, edges[1:])]
+
+
+def _tokens(text: str):  # type: ignore[no-untyped-def]
+    """flite's ``ts_get`` over ``text`` (src/utils/cst_tokenstream.c)."""
+    from gflite.chunking import _WORD, _Token, _name_punc
+
+    prev_end = 0
+    for m in _WORD.finditer(text):
+        name, punc = _name_punc(m.group())
+        ws = text[prev_end : m.start()]
+        yield _Token(prev_end, m.start(), name, punc, ws, m.end() == len(text))
+        prev_end = m.end()
+    if prev_end < len(text) or not text:
+        # Trailing whitespace: the next ts_get reads it and returns an empty token.
+        yield _Token(prev_end, len(text), "", "", text[prev_end:], True)
+
+
+def reference_utterance_breaks(text: str) -> list[tuple[int, int]]:
+    """flite's loop in ``flite_ts_to_speech`` (src/synth/flite.c), mirrored token
+    by token with no shortcut: the oracle for :func:`gflite.chunking.iter_utterance_breaks`,
+    which asks the break rule only where it could say yes."""
+    from gflite.chunking import _MAX_UTT_TOKENS, _Token, _breaks
+
+    out = []
+    tokens = _tokens(text)
+    end = _Token(len(text), len(text), "", "", "", True)
+    eof = not text
+    count = 0
+    tail = None
+    while not eof or count > 0:
+        tok = next(tokens, end)
+        eof = tok.eof
+        if not tok.name or count > _MAX_UTT_TOKENS or (tail is not None and _breaks(tail, tok)):
+            if eof:
+                break
+            count, tail = 0, None
+            if tok.name and tok.start > 0:
+                out.append((tok.ws_start, tok.start))
+        count += 1
+        tail = tok
+    return out
+

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest_chunking import ROOT, cut, flite_pcm, pieces_pcm, sample, token_soup
+from conftest_chunking import ROOT, cut, flite_pcm, pieces_pcm, reference_utterance_breaks, sample, token_soup
 from gflite import chunking
 from gflite.chunking import split, utterance_starts
 from gflite.errors import UsageError
@@ -48,6 +48,28 @@ from gflite.errors import UsageError
 def test_utterance_starts_follow_flite_rules(text: str, starts: list[str]) -> None:
     got = [re.match(r"\S+", text[i:]).group() for i in utterance_starts(text)]
     assert got == starts
+
+
+def _break_cases() -> list[str]:
+    rng = random.Random(20261202)
+    texts = [sample(name, crlf=crlf) for name in ("dialogue.txt", "long.txt", "hello.txt") for crlf in (False, True)]
+    texts += [token_soup(rng) for _ in range(300)]
+    # Stretches past the 500-token limit, with and without breaks inside, at the end or not.
+    texts += ["word " * 1200, "word " * 700 + "End. Then " + "more " * 700, ("a. B " * 400).strip(), "x " * 501 + "y"]
+    # What the rule looks at, in every order: marks, capitals, blank lines, lone quotes, Yahoo.
+    alphabet = ["Mr.", "U.S.", "Prof.", "end.", "Why?", "Note:", "Yahoo!", "yes", "Is", '"', "'(", '"Go', "x.y",
+                " ", "  ", "\n", "\n\n", "\r\n\r\n", "\n \n", "\t"]
+    for _ in range(500):
+        texts.append("".join(rng.choice(alphabet) + rng.choice([" ", "", "\n"]) for _ in range(rng.randint(0, 40))))
+    corpus = ROOT.parent / "shared" / "corpus" / "news_from_nowhere.txt"
+    if corpus.exists():  # the benchmark book, where this machine has it
+        texts.append(corpus.read_text("utf-8"))
+    return texts
+
+
+def test_the_fast_break_scan_is_flites_loop_token_for_token() -> None:
+    for text in _break_cases():
+        assert list(chunking.iter_utterance_breaks(text)) == reference_utterance_breaks(text), text[:200]
 
 
 def test_500_token_limit() -> None:
