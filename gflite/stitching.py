@@ -263,6 +263,11 @@ class AudioWriter:
         self.pieces = 0
         self._default = WavFormat(default_rate)
         self._done = False
+        self._checker: spool.Checker | None = None  # cache pieces' checks, made on the first
+
+    # A stream's bytes are out as soon as they are written: it checks each
+    # cache piece before the next; a file is published only by close().
+    streams = False
 
     @property
     def seconds(self) -> float:
@@ -336,11 +341,15 @@ class AudioWriter:
         self.pieces -= 1  # the piece it begins is still to come
         return Lead(fmt if length else None, length, digest)
 
-    def add_file(self, item: OutputFile, after: Lead | None = None) -> float:
+    def add_file(self, item: OutputFile, after: Lead | None = None, *, tag: object = None) -> float:
         """Append one piece held in a file (see :mod:`gflite.gwasm.spool`) without
         reading it into memory: a verified spool file is copied by the kernel,
-        a cache entry too, hashed meanwhile in bounded blocks (DamagedError
-        at the end if it is not what it claims). Returns the seconds it added."""
+        a cache entry too, its sha256 checked beside the copy and the next ones
+        (:class:`~gflite.gwasm.spool.Checker`): a mismatch raises DamagedError,
+        carrying ``tag``, from a later ``add_file``, :meth:`verify` or
+        :meth:`close`, always before anything is published (a stream, whose
+        bytes are out at once, checks each piece before the next). Returns the
+        seconds it added."""
         if self._done:
             raise OutputError("output is already closed")
         name = f"audio piece {self.pieces + 1}"
@@ -367,12 +376,17 @@ class AudioWriter:
                         or spool.digest_range(src, start, after.pcm_bytes) != after.sha256):
                     raise OutputError(f"{name} does not begin with the audio already written for it")
                 skip = after.pcm_bytes
-            if item.verified:
-                if length > skip:
-                    self._write_range(src, start + skip, length - skip)
-            else:  # checked as it is copied (DamagedError at the end)
-                spool.copy_hashing(src, item.offset, item.size, item.sha256, start + skip, length - skip,
-                                   self._write_range)
+            if not item.verified:  # hashed from its own descriptor beside the copy
+                if self._checker is None:
+                    self._checker = spool.Checker()
+                self._checker.submit(os.dup(src), item.offset, item.size, item.sha256, tag)
+            if length > skip:
+                self._write_range(src, start + skip, length - skip)
+            if not item.verified:
+                if self.streams:
+                    self._checker.settle()  # type: ignore[union-attr]
+                else:
+                    self._checker.catch_up()  # type: ignore[union-attr]
         finally:
             os.close(src)
         if length <= skip:
@@ -380,6 +394,12 @@ class AudioWriter:
         frames = (length - skip) // fmt.block_align
         self.samples += frames
         return frames / fmt.sample_rate
+
+    def verify(self) -> None:
+        """Every cache piece added so far checked; DamagedError (with its
+        ``tag``) if one was not what its entry recorded."""
+        if self._checker is not None:
+            self._checker.settle()
 
     def _write_range(self, src: int, start: int, length: int) -> None:
         """Write ``length`` bytes at ``start`` of ``src``; subclasses with a real
@@ -400,6 +420,7 @@ class AudioWriter:
             self.format = self._default
             self._start(self.format)
         try:
+            self.verify()
             self._finish()
         except BaseException:
             self.abort()
@@ -410,7 +431,11 @@ class AudioWriter:
         """Drop everything written; safe to call more than once."""
         if not self._done:
             self._done = True
-            self._discard()
+            try:
+                if self._checker is not None:
+                    self._checker.close()
+            finally:
+                self._discard()
 
     def __enter__(self) -> AudioWriter:
         return self
@@ -563,6 +588,8 @@ class WavStreamWriter(AudioWriter):
     header just keeps saying "unknown".
     """
 
+    streams = True
+
     def __init__(self, stream: BinaryIO, default_rate: int = 16000, *, name: str = "stdout",
                  owned: bool = False) -> None:
         super().__init__(default_rate)
@@ -639,6 +666,7 @@ class EncodedWriter(AudioWriter):
     def __init__(self, target: Path, kind: str, default_rate: int = 16000, *, direct: bool = False) -> None:
         super().__init__(default_rate)
         self.kind = kind
+        self.streams = direct  # ffmpeg writes a FIFO or device as it encodes
         self.ffmpeg = find_ffmpeg()
         # direct: a FIFO or device, which ffmpeg opens and writes itself.
         self._out: _TempFileOutput | _DirectOutput = _DirectOutput(target) if direct else _TempFileOutput(target)
