@@ -51,6 +51,7 @@ from gflite.gwasm.spool import OutputFile
 MAX_WAV_DATA_BYTES = 0xFFFFFFFF - 36
 _UNKNOWN = 0xFFFFFFFF  # "length unknown", what ffmpeg writes to a pipe
 _HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")  # canonical 44-byte PCM header
+_READ_AHEAD = 256  # what parse_wav_file reads first: every chunk header of a usual WAV
 
 # ffmpeg muxer and encoder arguments per extension. Speech is mono and narrow
 # band, so modest quality settings are transparent.
@@ -113,9 +114,15 @@ def parse_wav(data: bytes | bytearray | memoryview, *, name: str = "piece") -> t
 
 def parse_wav_file(fd: int, offset: int, size: int, *, name: str = "piece") -> tuple[WavFormat, int, int]:
     """:func:`parse_wav` for the ``size`` bytes at ``offset`` of an open file,
-    reading only chunk headers: (format, absolute offset of the PCM, its bytes)."""
+    reading only chunk headers: (format, absolute offset of the PCM, its bytes).
+    flite's 44-byte header comes in the first read (a book's rerun parses
+    every piece twice: its length for the progress, then to copy it)."""
+    ahead = os.pread(fd, min(size, _READ_AHEAD), offset) if size > 0 else b""
+
     def read(at: int, n: int) -> bytes:
         n = max(0, min(n, offset + size - at))
+        if at - offset + n <= len(ahead):
+            return ahead[at - offset : at - offset + n]
         return os.pread(fd, n, at) if n else b""
 
     head = read(offset, 12)

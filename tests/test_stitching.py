@@ -76,6 +76,39 @@ def test_parse_rejects_bad_pieces(data: bytes, message: str) -> None:
         parse_wav(data)
 
 
+def _with_list(pcm: bytes, list_bytes: int) -> bytes:
+    """A WAV whose fmt and data chunks come after an odd-sized LIST chunk."""
+    fmt = struct.pack("<HHIIHH", 1, 1, 22050, 44100, 2, 16)
+    body = b"WAVE" + b"LIST" + struct.pack("<I", list_bytes) + b"i" * list_bytes + b"\0" * (list_bytes & 1)
+    body += b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(pcm)) + pcm
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize("data", [
+    synthetic_wav(1000), _with_list(b"\x01\x00" * 50, 3), _with_list(b"\x01\x00" * 50, 301),  # past the first read
+    wav_header(WavFormat(16000), 0xFFFFFFFF) + b"\x05\x00" * 7, synthetic_wav(10)[:-4], synthetic_wav(10)[:36],
+    synthetic_wav(10)[:12] + synthetic_wav(10)[36:], b"RIFF", b"",
+])
+def test_parse_wav_file_reads_what_parse_wav_reads(tmp_path: Path, data: bytes) -> None:
+    """The file form (a piece inside a cache entry, at an offset, read by
+    chunk headers) finds the same format and samples, or the same error."""
+    path = tmp_path / "entry"
+    path.write_bytes(b"x" * 77 + data + b"trailing entry bytes")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fmt, pcm = parse_wav(data)
+        except OutputError as e:
+            with pytest.raises(OutputError) as caught:
+                stitching.parse_wav_file(fd, 77, len(data))
+            assert str(caught.value) == str(e)
+            return
+        got_fmt, start, length = stitching.parse_wav_file(fd, 77, len(data))
+        assert got_fmt == fmt and os.pread(fd, length, start) == bytes(pcm)
+    finally:
+        os.close(fd)
+
+
 def test_parse_streamed_wav_with_unknown_sizes() -> None:
     data = wav_header(WavFormat(16000), 0xFFFFFFFF) + b"\x05\x00" * 7
     assert bytes(parse_wav(data)[1]) == b"\x05\x00" * 7
