@@ -428,6 +428,8 @@ class AudioWriter:
             self._start(self.format)
         try:
             self.verify()
+            if self._checker is not None:
+                self._checker.close()
             self._finish()
         except BaseException:
             self.abort()

@@ -95,6 +95,7 @@ def test_the_checker_passes_good_entries_and_catches_a_damaged_one_by_its_tag(tm
     checker = spool.Checker(backlog)
     _copy_all(checker, entries, tmp_path / "out")
     checker.settle()
+    checker.close()
     assert (tmp_path / "out").read_bytes() == b"".join(body[4:len(body) - 96] for _, body, _ in entries)
     for victim, where in ((0, 10), (2, 4_999_999), (5, 0)):  # in the copied part; past it (still the entry's)
         path, body, _ = entries[victim]
@@ -118,6 +119,7 @@ def test_a_short_entry_is_damaged_and_a_closed_checker_leaves_no_descriptor(tmp_
     with pytest.raises(DamagedError) as caught:
         checker.settle()
     assert caught.value.tag == "short"
+    checker.close()
     with pytest.raises(OSError):
         os.fstat(fd)  # the checker closed it
     # Checks still waiting when the output is abandoned: closed, never hashed.

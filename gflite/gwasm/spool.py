@@ -339,9 +339,9 @@ class Checker:
     :meth:`settle` hashes or waits for every one left and must come before
     anything copied is published. A mismatch raises :class:`DamagedError`,
     whose ``tag`` is the one its entry was submitted with, from the next of
-    these calls. :meth:`close` drops whatever is left (the output is being
-    discarded). One thread (the writer's) calls these; the hashing thread
-    starts on the first submit and ends with :meth:`settle` or :meth:`close`.
+    these calls. :meth:`close` ends the thread and drops whatever is left
+    (after settle, or when the output is discarded). One thread (the
+    writer's) calls these; the hashing thread starts on the first submit.
     """
 
     def __init__(self, backlog: int = 2) -> None:
@@ -376,23 +376,17 @@ class Checker:
 
     def settle(self) -> None:
         """Every submitted entry checked (some here, beside the thread); raises
-        DamagedError for one that did not match. The thread ends."""
+        DamagedError for one that did not match."""
         while self._take_one(more_than=0):
             pass
         with self._lock:
             while self._running:
                 self._changed.wait()
-            self._stop = True
-            self._changed.notify_all()
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join()
-        with self._lock:
-            self._stop = False  # usable again: a writer settles before each publish
         self._raise()
 
     def close(self) -> None:
-        """Drop the checks still waiting (their bytes will never be published)."""
+        """End the thread; checks still waiting are dropped (settle first, or
+        their bytes must never be published)."""
         with self._lock:
             self._stop = True
             dropped, self._waiting = list(self._waiting), deque()
@@ -429,13 +423,16 @@ class Checker:
             self._hash(check)
 
     def _hash(self, check: _Check) -> None:
-        failure = None
+        # Anything that stops the hash (even Ctrl-C on the writer's thread) fails the check.
+        failure: DamagedError | None = DamagedError("the check was interrupted")
         try:
-            if self._failure is None:  # after a mismatch the output is lost anyway
+            if self._failure is not None:  # after a mismatch the output is lost anyway
+                failure = None
+            else:
                 try:
-                    if digest_range(check.fd, check.offset, check.size) != check.sha256:
-                        failure = DamagedError("bytes do not match their recorded sha256")
-                except OSError as exc:  # DamagedError included: a short entry
+                    matches = digest_range(check.fd, check.offset, check.size) == check.sha256
+                    failure = None if matches else DamagedError("bytes do not match their recorded sha256")
+                except Exception as exc:  # a short entry (DamagedError), an I/O error
                     failure = DamagedError(f"cannot read back: {exc}")
         finally:
             with contextlib.suppress(OSError):
