@@ -555,6 +555,7 @@ class WavFileWriter(AudioWriter):
         f = self._out.file
         try:
             f.flush()
+            spool.reserve(f.fileno(), f.tell(), length)
             spool.copy_range(src, start, length, f.fileno())
             f.seek(0, os.SEEK_END)
         except OSError as e:

@@ -133,6 +133,25 @@ def test_a_short_entry_is_damaged_and_a_closed_checker_leaves_no_descriptor(tmp_
             os.fstat(f)
 
 
+def test_reserve_is_a_hint_that_changes_no_byte_and_no_length(tmp_path: Path) -> None:
+    """Blocks reserved ahead of a large copy: the file's length and bytes stay
+    what was written; on what cannot reserve (a pipe) nothing happens."""
+    path = tmp_path / "out"
+    path.write_bytes(b"head")
+    with open(path, "r+b") as f:
+        spool.reserve(f.fileno(), 4, 8 << 20)
+        assert os.fstat(f.fileno()).st_size == 4
+        f.seek(0, os.SEEK_END)
+        f.write(b"tail")
+    assert path.read_bytes() == b"headtail"
+    r, w = os.pipe()
+    try:
+        spool.reserve(w, 0, 8 << 20)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def test_copy_range_copies_a_slice_file_to_file_and_into_a_pipe(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.write_bytes(bytes(range(256)) * 4096)
