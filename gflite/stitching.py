@@ -383,17 +383,17 @@ class AudioWriter:
                         or spool.digest_range(src, start, after.pcm_bytes) != after.sha256):
                     raise OutputError(f"{name} does not begin with the audio already written for it")
                 skip = after.pcm_bytes
+            checker = None
             if not item.verified:  # hashed from its own descriptor beside the copy
-                if self._checker is None:
-                    self._checker = spool.Checker()
-                self._checker.submit(os.dup(src), item.offset, item.size, item.sha256, tag)
+                checker = self._checker = self._checker or spool.Checker()
+                checker.submit(os.dup(src), item.offset, item.size, item.sha256, tag)
             if length > skip:
                 self._write_range(src, start + skip, length - skip)
-            if not item.verified:
+            if checker is not None:
                 if self.streams:
-                    self._checker.settle()  # type: ignore[union-attr]
+                    checker.settle()
                 else:
-                    self._checker.catch_up()  # type: ignore[union-attr]
+                    checker.catch_up()
         finally:
             os.close(src)
         if length <= skip:
