@@ -395,6 +395,8 @@ def _render(
                 on_printout(result.stdout)
             # The dispatcher drops each result's audio once handed over, so a
             # book is never held in memory.
+        if writer is not None:
+            _verify(writer, program, by_index, cache)
     finally:
         results.close()  # type: ignore[attr-defined]
         for early in lead:
@@ -665,18 +667,41 @@ def _write_piece(writer: stitching.AudioWriter, result: SubtaskResult, program: 
     else:
         try:
             try:
-                writer.add_file(piece, after)
+                writer.add_file(piece, after, tag=result.index)
             except StaleError:  # its entry was rewritten (more trust): read it anew
                 fresh = (cache or ResultCache()).lookup(program, tasks[result.index])
                 if fresh is None:
                     raise DamagedError("the entry is gone") from None
-                writer.add_file(dict(fresh.outputs)[synth.OUT_NAME], after)  # type: ignore[arg-type]
-        except DamagedError:
-            # A cache entry that changed on disk since its header was read.
-            (cache or ResultCache()).drop(program, tasks[result.index])
-            raise OutputError(f"the cached audio of {result.name} was damaged; it was removed, "
-                              "run again to make it anew") from None
+                writer.add_file(dict(fresh.outputs)[synth.OUT_NAME], after,  # type: ignore[arg-type]
+                                tag=result.index)
+        except DamagedError as exc:
+            raise _damaged(exc, result.index, program, tasks, cache) from None
     _flush(writer)
+
+
+def _verify(writer: stitching.AudioWriter, program: Program, tasks: Mapping[int, Subtask],
+            cache: ResultCache | None) -> None:
+    """Every cached piece written checked against its entry's sha256 (the
+    writer checks them beside its copies, a few pieces behind)."""
+    try:
+        writer.verify()
+    except DamagedError as exc:
+        raise _damaged(exc, None, program, tasks, cache) from None
+
+
+def _damaged(exc: DamagedError, index: int | None, program: Program, tasks: Mapping[int, Subtask],
+             cache: ResultCache | None) -> OutputError:
+    """A cache entry that changed on disk since its header was read: removed
+    (the chunk its check was tagged with, else ``index``'s), and the run fails."""
+    from gflite.gwasm.cache import ResultCache
+
+    if isinstance(exc.tag, int) and exc.tag in tasks:
+        index = exc.tag
+    if index is None:
+        return OutputError("cached audio was damaged; run again with --no-cache")
+    (cache or ResultCache()).drop(program, tasks[index])
+    return OutputError(f"the cached audio of {tasks[index].name} was damaged; it was removed, "
+                       "run again to make it anew")
 
 
 def _flush(writer: stitching.AudioWriter) -> None:

@@ -51,6 +51,7 @@ from gflite.gwasm.spool import OutputFile
 MAX_WAV_DATA_BYTES = 0xFFFFFFFF - 36
 _UNKNOWN = 0xFFFFFFFF  # "length unknown", what ffmpeg writes to a pipe
 _HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")  # canonical 44-byte PCM header
+_READ_AHEAD = 256  # what parse_wav_file reads first: every chunk header of a usual WAV
 
 # ffmpeg muxer and encoder arguments per extension. Speech is mono and narrow
 # band, so modest quality settings are transparent.
@@ -114,9 +115,15 @@ def parse_wav(data: bytes | bytearray | memoryview, *, name: str = "piece") -> t
 
 def parse_wav_file(fd: int, offset: int, size: int, *, name: str = "piece") -> tuple[WavFormat, int, int]:
     """:func:`parse_wav` for the ``size`` bytes at ``offset`` of an open file,
-    reading only chunk headers: (format, absolute offset of the PCM, its bytes)."""
+    reading only chunk headers: (format, absolute offset of the PCM, its bytes).
+    flite's 44-byte header comes in the first read (a book's rerun parses
+    every piece twice: its length for the progress, then to copy it)."""
+    ahead = os.pread(fd, min(size, _READ_AHEAD), offset) if size > 0 else b""
+
     def read(at: int, n: int) -> bytes:
         n = max(0, min(n, offset + size - at))
+        if at - offset + n <= len(ahead):
+            return ahead[at - offset : at - offset + n]
         return os.pread(fd, n, at) if n else b""
 
     head = read(offset, 12)
@@ -264,6 +271,11 @@ class AudioWriter:
         self.pieces = 0
         self._default = WavFormat(default_rate)
         self._done = False
+        self._checker: spool.Checker | None = None  # cache pieces' checks, made on the first
+
+    # A stream's bytes are out as soon as they are written: it checks each
+    # cache piece before the next; a file is published only by close().
+    streams = False
 
     @property
     def seconds(self) -> float:
@@ -337,11 +349,15 @@ class AudioWriter:
         self.pieces -= 1  # the piece it begins is still to come
         return Lead(fmt if length else None, length, digest)
 
-    def add_file(self, item: OutputFile, after: Lead | None = None) -> float:
+    def add_file(self, item: OutputFile, after: Lead | None = None, *, tag: object = None) -> float:
         """Append one piece held in a file (see :mod:`gflite.gwasm.spool`) without
         reading it into memory: a verified spool file is copied by the kernel,
-        a cache entry too, hashed meanwhile in bounded blocks (DamagedError
-        at the end if it is not what it claims). Returns the seconds it added."""
+        a cache entry too, its sha256 checked beside the copy and the next ones
+        (:class:`~gflite.gwasm.spool.Checker`): a mismatch raises DamagedError,
+        carrying ``tag``, from a later ``add_file``, :meth:`verify` or
+        :meth:`close`, always before anything is published (a stream, whose
+        bytes are out at once, checks each piece before the next). Returns the
+        seconds it added."""
         if self._done:
             raise OutputError("output is already closed")
         name = f"audio piece {self.pieces + 1}"
@@ -368,12 +384,17 @@ class AudioWriter:
                         or spool.digest_range(src, start, after.pcm_bytes) != after.sha256):
                     raise OutputError(f"{name} does not begin with the audio already written for it")
                 skip = after.pcm_bytes
-            if item.verified:
-                if length > skip:
-                    self._write_range(src, start + skip, length - skip)
-            else:  # checked as it is copied (DamagedError at the end)
-                spool.copy_hashing(src, item.offset, item.size, item.sha256, start + skip, length - skip,
-                                   self._write_range)
+            checker = None
+            if not item.verified:  # hashed from its own descriptor beside the copy
+                checker = self._checker = self._checker or spool.Checker()
+                checker.submit(os.dup(src), item.offset, item.size, item.sha256, tag)
+            if length > skip:
+                self._write_range(src, start + skip, length - skip)
+            if checker is not None:
+                if self.streams:
+                    checker.settle()
+                else:
+                    checker.catch_up()
         finally:
             os.close(src)
         if length <= skip:
@@ -381,6 +402,12 @@ class AudioWriter:
         frames = (length - skip) // fmt.block_align
         self.samples += frames
         return frames / fmt.sample_rate
+
+    def verify(self) -> None:
+        """Every cache piece added so far checked; DamagedError (with its
+        ``tag``) if one was not what its entry recorded."""
+        if self._checker is not None:
+            self._checker.settle()
 
     def _write_range(self, src: int, start: int, length: int) -> None:
         """Write ``length`` bytes at ``start`` of ``src``; subclasses with a real
@@ -401,6 +428,9 @@ class AudioWriter:
             self.format = self._default
             self._start(self.format)
         try:
+            self.verify()
+            if self._checker is not None:
+                self._checker.close()
             self._finish()
         except BaseException:
             self.abort()
@@ -411,7 +441,11 @@ class AudioWriter:
         """Drop everything written; safe to call more than once."""
         if not self._done:
             self._done = True
-            self._discard()
+            try:
+                if self._checker is not None:
+                    self._checker.close()
+            finally:
+                self._discard()
 
     def __enter__(self) -> AudioWriter:
         return self
@@ -522,6 +556,7 @@ class WavFileWriter(AudioWriter):
         f = self._out.file
         try:
             f.flush()
+            spool.reserve(f.fileno(), f.tell(), length)
             spool.copy_range(src, start, length, f.fileno())
             f.seek(0, os.SEEK_END)
         except OSError as e:
@@ -563,6 +598,8 @@ class WavStreamWriter(AudioWriter):
     sizes are patched in at the end. There is no size limit: past 4 GiB the
     header just keeps saying "unknown".
     """
+
+    streams = True
 
     def __init__(self, stream: BinaryIO, default_rate: int = 16000, *, name: str = "stdout",
                  owned: bool = False) -> None:
@@ -640,6 +677,7 @@ class EncodedWriter(AudioWriter):
     def __init__(self, target: Path, kind: str, default_rate: int = 16000, *, direct: bool = False) -> None:
         super().__init__(default_rate)
         self.kind = kind
+        self.streams = direct  # ffmpeg writes a FIFO or device as it encodes
         self.ffmpeg = find_ffmpeg()
         # direct: a FIFO or device, which ffmpeg opens and writes itself.
         self._out: _TempFileOutput | _DirectOutput = _DirectOutput(target) if direct else _TempFileOutput(target)

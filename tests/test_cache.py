@@ -236,15 +236,59 @@ def test_an_entry_is_replayed_only_as_far_as_it_is_trusted(wat_program: WatProgr
     b'{"format": 2, "outputs": [], "stdout": [0, "e3b0"], "stderr": [0, "e3b0"], "trust": {"local": 1}}',
     b"x" * (1 << 20),  # no end of header within the cap
 ])
-def test_a_hostile_entry_is_a_miss_and_removed(wat_program: WatProgram, tmp_path: Path, header: bytes) -> None:
+@pytest.mark.parametrize("read", ["get", "lookup"])
+def test_a_hostile_entry_is_a_miss_and_removed(wat_program: WatProgram, tmp_path: Path, header: bytes,
+                                               read: str) -> None:
     program = wat_program("upper")
     cache = ResultCache(tmp_path)
     st = subtask()
     cache.put(program, st, ok_result(st))
     (entry,) = (tmp_path / "results").glob("*/*.result")
     entry.write_bytes(header + b"\nOUTsose")
-    assert cache.get(program, st) is None
+    assert getattr(cache, read)(program, st) is None
     assert not entry.exists()
+
+
+def test_lookup_reads_a_header_of_any_allowed_length_and_checks_the_stdio(wat_program: WatProgram,
+                                                                          tmp_path: Path) -> None:
+    """lookup reads the header line in one small read when it can: a header
+    past that read (many long operator names) is still read whole, and the
+    stdio at the entry's end is checked against its digests."""
+    program = wat_program("upper")
+    cache = ResultCache(tmp_path)
+    st = subtask()
+    names = tuple(f"{i:02d}" + "o" * 300 for i in range(40))
+    cache.put(program, st, ok_result(st, b"OUT" * 1000), Provenance(local=False, operators=names, providers=names))
+    (entry,) = (tmp_path / "results").glob("*/*.result")
+    assert entry.read_bytes().index(b"\n") > 8192
+    hit = cache.lookup(program, st, Trust.for_run(redundancy=2, local=False))
+    assert hit is not None and hit.provenance.operators == names and (hit.stdout, hit.stderr) == (b"so", b"se")
+    (rel, item), = hit.outputs
+    assert item.read() == b"OUT" * 1000 and not item.verified
+    entry.write_bytes(entry.read_bytes()[:-4] + b"sosE")  # stderr damaged
+    assert cache.lookup(program, st) is None and not entry.exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "writable"])
+def test_an_entry_that_is_not_a_private_regular_file_is_a_miss(wat_program: WatProgram, tmp_path: Path,
+                                                                kind: str) -> None:
+    """Neither read nor waited on (a FIFO would block an open for reading) nor removed."""
+    program = wat_program("upper")
+    cache = ResultCache(tmp_path / "c")
+    st = subtask()
+    cache.put(program, st, ok_result(st))
+    (entry,) = (tmp_path / "c" / "results").glob("*/*.result")
+    if kind == "writable":
+        os.chmod(entry, 0o666)
+    else:
+        (tmp_path / "real").write_bytes(entry.read_bytes())
+        entry.unlink()
+        if kind == "fifo":
+            os.mkfifo(entry)
+        else:
+            entry.symlink_to(tmp_path / "real")
+    assert cache.lookup(program, st) is None and cache.get(program, st) is None
+    assert os.path.lexists(entry)
 
 
 def test_a_format_1_entry_which_records_no_provenance_is_a_miss(wat_program: WatProgram, tmp_path: Path) -> None:

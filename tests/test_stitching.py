@@ -76,6 +76,39 @@ def test_parse_rejects_bad_pieces(data: bytes, message: str) -> None:
         parse_wav(data)
 
 
+def _with_list(pcm: bytes, list_bytes: int) -> bytes:
+    """A WAV whose fmt and data chunks come after an odd-sized LIST chunk."""
+    fmt = struct.pack("<HHIIHH", 1, 1, 22050, 44100, 2, 16)
+    body = b"WAVE" + b"LIST" + struct.pack("<I", list_bytes) + b"i" * list_bytes + b"\0" * (list_bytes & 1)
+    body += b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(pcm)) + pcm
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize("data", [
+    synthetic_wav(1000), _with_list(b"\x01\x00" * 50, 3), _with_list(b"\x01\x00" * 50, 301),  # past the first read
+    wav_header(WavFormat(16000), 0xFFFFFFFF) + b"\x05\x00" * 7, synthetic_wav(10)[:-4], synthetic_wav(10)[:36],
+    synthetic_wav(10)[:12] + synthetic_wav(10)[36:], b"RIFF", b"",
+])
+def test_parse_wav_file_reads_what_parse_wav_reads(tmp_path: Path, data: bytes) -> None:
+    """The file form (a piece inside a cache entry, at an offset, read by
+    chunk headers) finds the same format and samples, or the same error."""
+    path = tmp_path / "entry"
+    path.write_bytes(b"x" * 77 + data + b"trailing entry bytes")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fmt, pcm = parse_wav(data)
+        except OutputError as e:
+            with pytest.raises(OutputError) as caught:
+                stitching.parse_wav_file(fd, 77, len(data))
+            assert str(caught.value) == str(e)
+            return
+        got_fmt, start, length = stitching.parse_wav_file(fd, 77, len(data))
+        assert got_fmt == fmt and os.pread(fd, length, start) == bytes(pcm)
+    finally:
+        os.close(fd)
+
+
 def test_parse_streamed_wav_with_unknown_sizes() -> None:
     data = wav_header(WavFormat(16000), 0xFFFFFFFF) + b"\x05\x00" * 7
     assert bytes(parse_wav(data)[1]) == b"\x05\x00" * 7
@@ -403,3 +436,62 @@ def test_a_lead_is_the_stream_start_and_its_piece_adds_only_the_rest(tmp_path: P
     writer = stitching.WavStreamWriter(io.BytesIO(), 16000)
     with pytest.raises(OutputError, match="16000 Hz"):
         writer.add_file(_wav_file(tmp_path / "rate.wav", pcm, rate=16000), writer.lead(lead))
+
+
+def _cache_pieces(tmp_path: Path, count: int, damaged: int | None = None) -> list["stitching.OutputFile"]:
+    """Cache-entry pieces (unverified, their sha256 recorded beside them),
+    ``damaged`` one changed on disk since its digest was taken."""
+    from dataclasses import replace
+
+    pieces = []
+    for i in range(count):
+        item = replace(_wav_file(tmp_path / f"entry{i}.wav", os.urandom(300_000 + 1000 * i)), verified=False)
+        if i == damaged:
+            data = bytearray(Path(item.path).read_bytes())
+            data[-7] ^= 0x40
+            Path(item.path).write_bytes(bytes(data))
+        pieces.append(item)
+    return pieces
+
+
+@pytest.mark.parametrize("damaged", [None, 0, 3, 7])
+def test_cache_pieces_are_checked_before_the_file_is_published(tmp_path: Path, damaged: int | None) -> None:
+    """A file's cache pieces are hashed beside the copies, a few behind, but a
+    damaged one always stops the output before it is published, and its
+    DamagedError carries the tag it was added with (which chunk to drop)."""
+    from gflite.gwasm.spool import DamagedError
+
+    pieces = _cache_pieces(tmp_path, 8, damaged)
+    target = tmp_path / "out" / "book.wav"
+    target.parent.mkdir()
+    writer = open_output(target)
+    if damaged is None:
+        with writer:
+            for i, item in enumerate(pieces):
+                writer.add_file(item, tag=i)
+        body = b"".join(Path(p.path).read_bytes()[44:] for p in pieces)
+        assert target.read_bytes()[44:] == body and writer.pieces == 8
+        return
+    with pytest.raises(DamagedError) as caught:
+        with writer:
+            for i, item in enumerate(pieces):
+                writer.add_file(item, tag=i)
+    assert caught.value.tag == damaged
+    assert leftovers(target.parent) == []  # neither book.wav nor its part
+
+
+def test_a_stream_checks_each_cache_piece_before_the_next(tmp_path: Path) -> None:
+    """On a stream the bytes are out as they are written: a damaged cache
+    piece fails its own add_file, before the next piece is sent."""
+    from gflite.gwasm.spool import DamagedError
+
+    pieces = _cache_pieces(tmp_path, 4, damaged=1)
+    with open(tmp_path / "stream", "w+b") as out:
+        writer = stitching.WavStreamWriter(out, 8000)
+        writer.add_file(pieces[0], tag=0)
+        with pytest.raises(DamagedError) as caught:
+            writer.add_file(pieces[1], tag=1)
+        assert caught.value.tag == 1
+        writer.abort()
+        out.seek(0, os.SEEK_END)
+        assert out.tell() == 44 + (pieces[0].size - 44) + (pieces[1].size - 44)  # nothing of pieces[2]

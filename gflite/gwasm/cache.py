@@ -92,6 +92,10 @@ def _trusted_file(path: Path) -> bool:
         st = os.lstat(path)
     except OSError:
         return False
+    return _trusted_stat(st)
+
+
+def _trusted_stat(st: os.stat_result) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
@@ -356,19 +360,18 @@ class ResultCache:
             return None
         if create:
             try:
-                sub = private_dir(directory, key[:2])
+                private_dir(directory, key[:2])
             except UntrustedCacheError:
                 return None
-        else:
-            sub = directory / key[:2]
-        return sub / f"{key}.result"
+        return Path(_entry_path(str(directory), key))
 
     def get(self, program: Program, subtask: Subtask, trust: Trust | None = None) -> Accepted | None:
         """The cached result of ``subtask`` (renamed and re-indexed to it) if it
         meets ``trust`` (None: any entry), else None."""
-        def whole(f: BinaryIO, path: Path) -> Accepted | None:
+        def whole(fd: int, st: os.stat_result, path: str) -> Accepted | None:
             # Never larger than the whole cache may be: an entry that says otherwise is not ours.
-            data = f.read(self.max_bytes + 1)
+            with open(fd, "rb", closefd=False) as f:
+                data = f.read(self.max_bytes + 1)
             return _decode(data, subtask) if len(data) <= self.max_bytes else None
 
         return self._entry(program, subtask, trust, whole)
@@ -380,30 +383,44 @@ class ResultCache:
         :class:`~gflite.gwasm.spool.DamagedError` then; :meth:`drop` the entry).
         Only the header and the captured stdio are read now."""
         return self._entry(program, subtask, trust,
-                           lambda f, path: _decode_lazy(f, path, subtask, self.max_bytes))
+                           lambda fd, st, path: _decode_lazy(fd, st, path, subtask, self.max_bytes))
 
     def _entry(self, program: Program, subtask: Subtask, trust: Trust | None,
-               decode: Callable[[BinaryIO, Path], Accepted | None]) -> Accepted | None:
+               decode: Callable[[int, os.stat_result, str], Accepted | None]) -> Accepted | None:
         """``subtask``'s entry as ``decode`` reads it from the open file; an entry
         that does not decode is removed, one that does not meet ``trust`` is
-        left alone, and one returned is marked used (the last to be evicted)."""
-        path = self._path(subtask.key(program), create=False)
-        if path is None or not _trusted_file(path):
+        left alone, and one returned is marked used (the last to be evicted).
+
+        A rerun of a book looks up every chunk before the first is written:
+        one open, one fstat, a read or two and a futimens each."""
+        directory = self._directory()
+        if directory is None:
+            return None
+        path = _entry_path(str(directory), subtask.key(program))
+        try:
+            # Not following a link, not waiting on a FIFO; fstat then says what it is.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
             return None
         try:
-            with open(path, "rb") as f:
-                result = decode(f, path)
-        except (OSError, ValueError, KeyError, TypeError, RecursionError):
-            result = None
-        if result is None:
+            st = os.fstat(fd)
+            if not _trusted_stat(st):
+                return None
+            try:
+                result = decode(fd, st, path)
+            except (OSError, ValueError, KeyError, TypeError, RecursionError):
+                result = None
+            if result is None:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                return None
+            if trust is not None and not result.provenance.meets(trust):
+                return None
             with contextlib.suppress(OSError):
-                path.unlink()
-            return None
-        if trust is not None and not result.provenance.meets(trust):
-            return None
-        with contextlib.suppress(OSError):
-            os.utime(path)
-        return result
+                os.utime(fd)
+            return result
+        finally:
+            os.close(fd)
 
     def drop(self, program: Program, subtask: Subtask) -> None:
         """Remove ``subtask``'s entry (found damaged while it was copied)."""
@@ -708,14 +725,24 @@ def _decode(data: bytes, subtask: Subtask) -> Accepted | None:
     return _accept(h, subtask, outputs, stdout, stderr)
 
 
-def _decode_lazy(f: BinaryIO, path: Path, subtask: Subtask, max_bytes: int) -> Accepted | None:
+# An entry's header line is about 550 bytes: one read of this many takes it.
+_HEAD_READ = 4096
+
+
+def _entry_path(directory: str, key: str) -> str:
+    """Where the entry under ``key`` lives: a shard of the key's first two digits."""
+    return f"{directory}/{key[:2]}/{key}.result"
+
+
+def _decode_lazy(fd: int, st: os.stat_result, path: str, subtask: Subtask, max_bytes: int) -> Accepted | None:
     """Parse an entry's header and its (small, checked) stdio; its outputs stay
     on disk as unverified OutputFiles, checked when they are copied."""
-    st = os.fstat(f.fileno())
     size = st.st_size
     if size > max_bytes:
         return None
-    head, sep, _ = f.read(_MAX_HEADER + 1).partition(b"\n")
+    head, sep, _ = os.pread(fd, _HEAD_READ, 0).partition(b"\n")
+    if not sep and len(head) == _HEAD_READ:
+        head, sep, _ = os.pread(fd, _MAX_HEADER + 1, 0).partition(b"\n")
     if not sep:
         return None
     start = len(head) + 1
@@ -725,18 +752,14 @@ def _decode_lazy(f: BinaryIO, path: Path, subtask: Subtask, max_bytes: int) -> A
     pos = start
     outputs = []
     for rel, n, digest in h.outputs:
-        outputs.append((rel, OutputFile(rel=rel, path=str(path), size=n, sha256=digest, offset=pos,
+        outputs.append((rel, OutputFile(rel=rel, path=path, size=n, sha256=digest, offset=pos,
                                         verified=False, owned=False, inode=st.st_ino)))
         pos += n
-    stdio = []
-    for n, digest in h.stdio:
-        if n > _MAX_HEADER * 16 or pos + n > size:
-            return None
-        blob = os.pread(f.fileno(), n, pos)
-        if len(blob) != n or sha256_bytes(blob) != digest:
-            raise ValueError("damaged cache entry")
-        stdio.append(blob)
-        pos += n
-    if pos != size:
+    (out_n, out_digest), (err_n, err_digest) = h.stdio
+    if out_n > _MAX_HEADER * 16 or err_n > _MAX_HEADER * 16 or pos + out_n + err_n != size:
         return None
-    return _accept(h, subtask, tuple(outputs), stdio[0], stdio[1])
+    blob = os.pread(fd, out_n + err_n, pos) if out_n + err_n else b""  # both at the entry's end
+    stdout, stderr = blob[:out_n], blob[out_n:]
+    if len(blob) != out_n + err_n or sha256_bytes(stdout) != out_digest or sha256_bytes(stderr) != err_digest:
+        raise ValueError("damaged cache entry")
+    return _accept(h, subtask, tuple(outputs), stdout, stderr)

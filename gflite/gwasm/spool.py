@@ -12,8 +12,9 @@ must be checked again when they are read:
 - a result-cache entry's digest is what the entry says about itself:
   ``verified=False``, hashed as it is copied, in bounded blocks, never read
   whole into memory: into the cache (:func:`copy_checked`) and by the
-  stitcher (:func:`copy_hashing`: a large piece is hashed by a thread from
-  the same open file while the kernel copies it, the two on two cores).
+  stitcher (a :class:`Checker` hashes each entry from the same open file
+  while the kernel copies it and the next ones, on both cores, and settles
+  before anything is published).
 
 Spool files are removed with their spool (the executor's), or one by one
 with :func:`release` once the output has taken them.
@@ -36,6 +37,7 @@ import os
 import stat
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +84,10 @@ class OutputFile:
 
 
 class DamagedError(OSError):
-    """Bytes read back did not match their recorded sha256 (a damaged cache entry)."""
+    """Bytes read back did not match their recorded sha256 (a damaged cache entry).
+    ``tag``: what the entry was handed to a :class:`Checker` with (which chunk)."""
+
+    tag: object = None
 
 
 class StaleError(OSError):
@@ -264,6 +269,37 @@ def copy_range(src: int, offset: int, size: int, dst: int) -> None:
         pos += len(block)
 
 
+# Pieces at least this long get their blocks reserved before they are copied (see reserve).
+RESERVE_BYTES = 1 << 20
+_FALLOC_FL_KEEP_SIZE = 1
+_fallocate: Callable[[int, int, int, int], int] | None = None
+_no_fallocate = False
+
+
+def reserve(fd: int, offset: int, length: int) -> None:
+    """Have the filesystem allocate ``length`` bytes at ``offset`` of the file
+    ``fd`` before they are written (``fallocate`` keeping its size): ext4 then
+    copies a cached book's 840 MB with a fifth less CPU than allocating block
+    by block as it writes. A hint only: never an error, nothing below
+    :data:`RESERVE_BYTES` (ctypes is imported on the first large piece)."""
+    global _fallocate, _no_fallocate
+    if length < RESERVE_BYTES or _no_fallocate:
+        return
+    if _fallocate is None:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            call = getattr(libc, "fallocate64", None) or libc.fallocate
+            call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+            call.restype = ctypes.c_int
+            _fallocate = call
+        except (ImportError, OSError, AttributeError):  # no libc fallocate here: copy as is
+            _no_fallocate = True
+            return
+    _fallocate(fd, _FALLOC_FL_KEEP_SIZE, offset, length)  # -1 (unsupported, full...): the copy will say
+
+
 def stream_checked(src: int, offset: int, size: int, sha256: str, start: int, length: int,
                    write) -> None:  # type: ignore[no-untyped-def]
     """Read the ``size`` bytes at ``offset`` of ``src`` once, in bounded blocks,
@@ -285,16 +321,12 @@ def stream_checked(src: int, offset: int, size: int, sha256: str, start: int, le
         raise DamagedError("bytes do not match their recorded sha256")
 
 
-# Below this many bytes a piece is hashed as it is read (one thread); above
-# it, hashing runs beside the kernel's copy (see copy_hashing).
-THREADED_HASH_BYTES = 4 << 20
-
-
-def digest_range(src: int, offset: int, size: int) -> str:
+def digest_range(src: int, offset: int, size: int, buf: memoryview | None = None) -> str:
     """sha256 of the ``size`` bytes at ``offset`` of ``src``, read into one
-    reused buffer (a fresh 1 MiB ``bytes`` per block costs its page faults)."""
+    reused buffer (a fresh 1 MiB ``bytes`` per block costs its page faults):
+    ``buf``, else this thread's (see :func:`_buffer`)."""
     h = hashlib.sha256()
-    buf = memoryview(bytearray(min(BLOCK, max(size, 1))))
+    buf = buf if buf is not None else _buffer()
     pos, end = offset, offset + size
     while pos < end:
         n = os.preadv(src, [buf[: min(len(buf), end - pos)]], pos)
@@ -305,38 +337,144 @@ def digest_range(src: int, offset: int, size: int) -> str:
     return h.hexdigest()
 
 
-def copy_hashing(src: int, offset: int, size: int, sha256: str, start: int, length: int,
-                 copy: Callable[[int, int, int], None]) -> None:
-    """:func:`stream_checked` on two cores: ``copy(src, start, length)`` (the
-    writer's kernel copy of the data part) runs while a thread hashes all
-    ``size`` bytes at ``offset`` from the same open file, the same page-cache
-    pages the copy reads; DamagedError once both are done if the hash is not
-    ``sha256``. On a cached rerun hashing was as long as the copy itself."""
-    if size < THREADED_HASH_BYTES:  # small: checked first, then copied
-        if digest_range(src, offset, size) != sha256:
-            raise DamagedError("bytes do not match their recorded sha256")
-        if length:
-            copy(src, start, length)
-        return
-    outcome: list[str | BaseException] = []
+_buffers = threading.local()
 
-    def hash_all() -> None:
+
+def _buffer() -> memoryview:
+    """This thread's hashing buffer, made once: 144 chunks hashed into fresh
+    1 MiB buffers cost 37,000 page faults."""
+    buf = getattr(_buffers, "buf", None)
+    if buf is None:
+        buf = _buffers.buf = memoryview(bytearray(BLOCK))
+    return buf
+
+
+@dataclass(frozen=True)
+class _Check:
+    fd: int  # the checker's own descriptor (a dup), closed once hashed
+    offset: int
+    size: int
+    sha256: str
+    tag: object
+
+
+class Checker:
+    """The sha256 checks of cache entries copied out by the kernel, run beside
+    the copies and across them (a cached rerun is two jobs of about the same
+    size, 840 MB copied and 840 MB hashed for a whole book, on two cores).
+
+    :meth:`submit` hands over an entry (a dup of the descriptor the copy
+    reads, so both read the same file) before its copy starts; a thread
+    hashes the submitted entries in order. :meth:`catch_up`, after each copy,
+    hashes the oldest waiting entry on the calling thread too while more than
+    ``backlog`` wait, so when the hashing falls behind both cores share it;
+    :meth:`settle` hashes or waits for every one left and must come before
+    anything copied is published. A mismatch raises :class:`DamagedError`,
+    whose ``tag`` is the one its entry was submitted with, from the next of
+    these calls. :meth:`close` ends the thread and drops whatever is left
+    (after settle, or when the output is discarded). One thread (the
+    writer's) calls these; the hashing thread starts on the first submit.
+    """
+
+    def __init__(self, backlog: int = 2) -> None:
+        self.backlog = backlog
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._waiting: deque[_Check] = deque()
+        self._running = 0  # checks being hashed now
+        self._failure: DamagedError | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = False
+
+    def submit(self, fd: int, offset: int, size: int, sha256: str, tag: object = None) -> None:
+        """Check the ``size`` bytes at ``offset`` of ``fd`` against ``sha256``;
+        ``fd`` is the checker's from now on (closed once hashed)."""
+        with self._lock:
+            if self._stop:
+                os.close(fd)
+                raise ValueError("the checker is closed")
+            self._waiting.append(_Check(fd, offset, size, sha256, tag))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="gflite-check", daemon=True)
+                self._thread.start()
+            else:
+                self._changed.notify_all()
+
+    def catch_up(self) -> None:
+        """Hash waiting entries here while more than ``backlog`` wait."""
+        while self._take_one(more_than=self.backlog):
+            pass
+        self._raise()
+
+    def settle(self) -> None:
+        """Every submitted entry checked (some here, beside the thread); raises
+        DamagedError for one that did not match."""
+        while self._take_one(more_than=0):
+            pass
+        with self._lock:
+            while self._running:
+                self._changed.wait()
+        self._raise()
+
+    def close(self) -> None:
+        """End the thread; checks still waiting are dropped (settle first, or
+        their bytes must never be published)."""
+        with self._lock:
+            self._stop = True
+            dropped, self._waiting = list(self._waiting), deque()
+            self._changed.notify_all()
+            thread, self._thread = self._thread, None
+        for check in dropped:
+            with contextlib.suppress(OSError):
+                os.close(check.fd)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _raise(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _take_one(self, more_than: int) -> bool:
+        with self._lock:
+            if len(self._waiting) <= more_than or self._failure is not None:
+                return False
+            check = self._waiting.popleft()
+            self._running += 1
+        self._hash(check)
+        return True
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._waiting and not self._stop:
+                    self._changed.wait()
+                if not self._waiting:
+                    return
+                check = self._waiting.popleft()
+                self._running += 1
+            self._hash(check)
+
+    def _hash(self, check: _Check) -> None:
+        # Anything that stops the hash (even Ctrl-C on the writer's thread) fails the check.
+        failure: DamagedError | None = DamagedError("the check was interrupted")
         try:
-            outcome.append(digest_range(src, offset, size))
-        except BaseException as exc:  # handed to the caller below
-            outcome.append(exc)
-
-    hasher = threading.Thread(target=hash_all, name="gflite-hash", daemon=True)
-    hasher.start()
-    try:
-        if length:
-            copy(src, start, length)
-    finally:
-        hasher.join()
-    if isinstance(outcome[0], BaseException):
-        raise DamagedError(f"cannot read back: {outcome[0]}")
-    if outcome[0] != sha256:
-        raise DamagedError("bytes do not match their recorded sha256")
+            if self._failure is not None:  # after a mismatch the output is lost anyway
+                failure = None
+            else:
+                try:
+                    matches = digest_range(check.fd, check.offset, check.size) == check.sha256
+                    failure = None if matches else DamagedError("bytes do not match their recorded sha256")
+                except Exception as exc:  # a short entry (DamagedError), an I/O error
+                    failure = DamagedError(f"cannot read back: {exc}")
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(check.fd)
+            with self._lock:
+                self._running -= 1
+                if failure is not None and self._failure is None:
+                    failure.tag = check.tag
+                    self._failure = failure
+                self._changed.notify_all()
 
 
 def copy_checked(src: int, offset: int, size: int, sha256: str, write) -> None:  # type: ignore[no-untyped-def]
