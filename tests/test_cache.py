@@ -196,6 +196,31 @@ def test_damaged_result_is_dropped(wat_program: WatProgram, tmp_path: Path) -> N
     assert not entry.exists()
 
 
+def test_results_are_not_synced_and_what_a_crash_leaves_of_one_is_a_miss(
+    wat_program: WatProgram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A result entry skips fsync (every chunk's audio, on every cold run); a
+    # machine crash can then leave it empty or short under its name, which is
+    # read as a miss, never as audio. Plans and compiled modules stay synced.
+    program = wat_program("upper")
+    cache = ResultCache(tmp_path)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    st = subtask()
+    assert cache.put(program, st, ok_result(st, b"GOOD OUTPUT" * 100))
+    assert synced == []
+    assert cache.put_plan("ab" * 32, b"plan")
+    assert len(synced) == 1
+    (entry,) = (tmp_path / "results").glob("*/*.result")
+    whole = entry.read_bytes()
+    for torn in (b"", whole[: len(whole) // 2], whole[:-1]):
+        entry.write_bytes(torn)
+        assert cache.get(program, st) is None, len(torn)
+        assert cache.lookup(program, st) is None, len(torn)
+        cache.put(program, st, ok_result(st, b"GOOD OUTPUT" * 100))
+
+
 def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
     target = tmp_path / "f"
     target.write_bytes(b"old")
