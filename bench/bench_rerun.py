@@ -10,7 +10,9 @@ next invocation, which then skips that run), then ``gflite -voice V -f BOOK
 REV`` put first on PYTHONPATH and this checkout, so both meet the same load.
 Each run writes a new output name after ``sync`` (the last run's writeback
 would slow this one's writes), as ``bench_gflite.py``'s "resumed" does, and
-every output is checked to be byte-identical to the cold run's.
+every output is checked to be byte-identical to the cold run's. Both sides
+run in a virtualenv that sees the checkout as an installed wheel would
+(``bench/wheelenv.py``).
 
 It prints each side's median and min wall time and median CPU time (user+sys
 of the process tree; a cached rerun hashes and copies on two cores, so CPU
@@ -24,12 +26,12 @@ import os
 import resource
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from corpus import CORPUS
+from wheelenv import wheel_like_python
 
 REPO = Path(__file__).resolve().parent.parent
 MAIN = "import sys; from gflite.cli import main; sys.argv[0] = 'gflite'; sys.exit(main())"
@@ -60,6 +62,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gflite-rerun-") as tmp:
         work = Path(tmp)
         cache = args.cache or work / "cache"
+        python = wheel_like_python(work / "venv")
         env = dict(os.environ, GFLITE_CACHE_DIR=str(cache), GFLITE_CACHE_MAX="64G")
         # Installed gflite runs from bytecode; without it every import compiles (0.15 s).
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -74,7 +77,7 @@ def main() -> None:
             sides = {f"base {args.base}": dict(env, PYTHONPATH=str(base)), **sides}
 
         def cmd(out: Path) -> list[str]:
-            return [sys.executable, "-c", MAIN, "-q", "-voice", args.voice, "-f", str(args.text), "-o", str(out)]
+            return [str(python), "-c", MAIN, "-q", "-voice", args.voice, "-f", str(args.text), "-o", str(out)]
 
         reference = work / "reference.wav"
         wall, _ = run(cmd(reference), sides["this checkout"], work)  # fills the cache (or reruns on --cache)

@@ -3,10 +3,8 @@
     python bench/bench_startup.py [--base REV] [--runs N] [--no-bytecode]
 
 Both sides run the console script's code (``gflite.cli.main``) with warm
-compiled-module cache and empty result cache, in a virtualenv made for the
-bench that sees this checkout's dependencies as an installed wheel would: a
-``.pth`` line, not the editable install's import hook (that hook costs a dev
-checkout about 25 ms a start, which no installed user pays). The base comes
+compiled-module cache and empty result cache, in a virtualenv that sees this checkout as an installed wheel would
+(``bench/wheelenv.py``: no editable import hook). The base comes
 from ``git archive REV``, put first on PYTHONPATH; this checkout is found through
 the ``.pth``. Runs alternate (ABAB...) so both meet the same load; it prints
 each side's median wall time and median CPU time (user+sys of the process
@@ -24,10 +22,11 @@ import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from wheelenv import wheel_like_python
 
 REPO = Path(__file__).resolve().parent.parent
 MAIN = "import sys; from gflite.cli import main; sys.argv[0] = 'gflite'; sys.exit(main())"
@@ -36,20 +35,6 @@ MAIN = "import sys; from gflite.cli import main; sys.argv[0] = 'gflite'; sys.exi
 def _drop_bytecode(root: Path) -> None:
     for cache in (root / "gflite").rglob("__pycache__"):
         shutil.rmtree(cache, ignore_errors=True)
-
-
-def _wheel_like_python(venv: Path) -> Path:
-    """A bare virtualenv whose site-packages ``.pth`` lists this checkout and the
-    dev virtualenv's site-packages (a ``.pth`` line adds a path; the ``.pth``
-    files inside that path, such as the editable hook, are not run)."""
-    import site
-    import sysconfig
-
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    purelib = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
-    deps = [p for p in site.getsitepackages() if Path(p).is_dir()]
-    (purelib / "gflite-bench.pth").write_text("\n".join([str(REPO), *deps]) + "\n")
-    return venv / "bin" / "python"
 
 
 def main() -> None:
@@ -65,7 +50,7 @@ def main() -> None:
         archive = subprocess.run(["git", "-C", str(REPO), "archive", args.base, "gflite", "wasm_bin"],
                                  check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
-        python = _wheel_like_python(work / "venv")
+        python = wheel_like_python(work / "venv")
         env = dict(os.environ, GFLITE_CACHE_DIR=str(work / "cache"))
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.pop("GFLITE_CLUSTER", None)
