@@ -30,9 +30,7 @@ through (see :mod:`gflite.outputs`).
 from __future__ import annotations
 
 import os
-import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,12 +38,15 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Callable, Iterable
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable
 
 from gflite import outputs
 from gflite.errors import OutputError, ReaderGone
 from gflite.gwasm import spool
 from gflite.gwasm.spool import OutputFile
+
+if TYPE_CHECKING:
+    import subprocess
 
 # RIFF sizes are 32-bit: the whole file minus 8 bytes must fit.
 MAX_WAV_DATA_BYTES = 0xFFFFFFFF - 36
@@ -196,6 +197,8 @@ def find_ffmpeg() -> str:
         from pydub.utils import get_encoder_name  # lazy: only encoded outputs need it
 
         name = get_encoder_name()
+    import shutil  # here: a WAV run never needs it
+
     path = shutil.which(name)
     if not path:
         raise OutputError(
@@ -694,6 +697,8 @@ class EncodedWriter(AudioWriter):
             "-f", "s16le", "-ar", str(fmt.sample_rate), "-ac", str(fmt.channels), "-i", "pipe:0",
             *self._codec(fmt), str(self._out.tmp),
         ]  # fmt: skip
+        import subprocess  # here: a WAV run never starts a process
+
         try:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
         except OSError as e:

@@ -262,6 +262,8 @@ ONLY_WHEN_ASKED = (
     "gflite.books", "gflite.books.model", "gflite.replacements", "gflite.subtitles", "gflite.timings",
     "gflite.timings_file", "gflite.ssml", "gflite.cli.progress", "gflite.gwasm.executors.dask",
     "dask", "distributed", "nltk", "tqdm", "wasmtime",
+    # The flags' help and errors (click), players and encoders (subprocess).
+    "click", "subprocess",
 )
 
 

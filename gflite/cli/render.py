@@ -2,8 +2,6 @@
 end-of-run lines after, or the audio played (flite's default output)."""
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from typing import TYPE_CHECKING, BinaryIO, Optional
 
@@ -63,6 +61,9 @@ def render(job: pipeline.Job, quiet: bool, verbose: bool, stdout: Optional[Binar
 
 def play(job: pipeline.Job, quiet: bool, verbose: bool) -> None:
     """flite's default output: play it. We stream WAV into a local player."""
+    import shutil
+    import subprocess
+
     player = None
     if shutil.which("aplay"):
         player = ["aplay", "-q", "-"]
