@@ -171,7 +171,7 @@ cp "$HERE/glibc_rand.c" "$HERE/wave_append.c" "$HERE/timings.c" "$WORK/"
 CC="clang-14 --target=wasm32-wasi --sysroot=$SYSROOT"
 # -DCST_NO_SOCKETS: configure's --disable-sockets never reaches the Makefiles.
 # -ffile-prefix-map: keep the build directory's name out of the output.
-CFLAGS="-O2 -DCST_NO_SOCKETS -I$WORK/shim -ffile-prefix-map=$WORK=."
+CFLAGS="-O2 -msimd128 -DCST_NO_SOCKETS -I$WORK/shim -ffile-prefix-map=$WORK=."
 $CC $CFLAGS -Wall -Wextra -c "$WORK/glibc_rand.c" -o "$WORK/glibc_rand.o"
 # --stack-first: wasm-ld's default stack sits above the data, so an overflow
 # would silently corrupt it; below it, an overflow traps. flite needs > 64 KiB.
