@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gflite.errors import GfliteError
-from gflite.gwasm import guestfs, guestworld
+from gflite.gwasm import guestfs, guestworld, leftovers
 from gflite.gwasm.spool import OutputFile, Spool, release
 from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
 
@@ -403,7 +403,7 @@ def run_subtask(
     not (use an executor for that), so call this only with programs you trust
     to finish.
     """
-    workdir = Path(tempfile.mkdtemp(prefix="gwasm-"))
+    workdir = Path(tempfile.mkdtemp(prefix=leftovers.prefix("run")))
     try:
         materialise(subtask, workdir)
     except (ValueError, OSError) as exc:  # e.g. "../x", or "a" both a file and a folder

@@ -42,6 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gflite.gwasm import leftovers
+
 # What one read or copy call moves: memory held at once by the checked copy.
 BLOCK = 1 << 20
 
@@ -124,7 +126,7 @@ class Spool:
     Thread-safe; :meth:`close` removes it with every file left in it."""
 
     def __init__(self, parent: str | os.PathLike[str] | None = None) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="gwasm-spool-", dir=parent))
+        self.root = Path(tempfile.mkdtemp(prefix=leftovers.prefix("spool"), dir=parent))
 
     @classmethod
     def at(cls, root: str | os.PathLike[str]) -> Spool:

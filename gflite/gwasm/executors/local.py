@@ -44,7 +44,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from gflite.gwasm import guestfs, sandbox
+from gflite.gwasm import guestfs, leftovers, sandbox
 from gflite.gwasm.executors.base import Executor, Provider
 from gflite.gwasm.spool import Spool
 from gflite.gwasm.subtask import Failure, Limits, Program, Subtask, SubtaskResult
@@ -146,6 +146,8 @@ class LocalExecutor(Executor):
         # files: outputs come back as OutputFiles moved into this spool (on the
         # attempt directories' filesystem), removed with it at close; the pipe
         # from a worker carries only their names and digests.
+        # What a killed run of gwasm left in the temporary directory goes first.
+        leftovers.sweep_once()
         self.spool = Spool() if files else None
         self._slots = [_Slot(i) for i in range(n)]
         self._queue: deque[_Attempt] = deque()
@@ -319,7 +321,7 @@ class LocalExecutor(Executor):
         try:
             # One private directory per attempt, removed when it ends: a killed
             # executor leaves at most the attempts it was running.
-            workdir = attempt.workdir = Path(tempfile.mkdtemp(prefix="gwasm-attempt-"))
+            workdir = attempt.workdir = Path(tempfile.mkdtemp(prefix=leftovers.prefix("attempt")))
             sandbox.materialise(attempt.subtask, workdir)
             attempt.baseline = guestfs.usage(workdir)
         except ValueError as exc:
