@@ -1,157 +1,43 @@
 """The whole job, stage by stage: text → chunks → subtasks → execution → stitching.
 
 ``render`` is what ``gflite`` runs; the CLI only turns flags into a
-:class:`Job` and draws progress from the :class:`Plan` and :class:`Progress`
-events it is handed.
+:class:`~gflite.jobs.Job` (in :mod:`gflite.jobs`, with the :class:`Plan` and
+:class:`Progress` events it draws progress from, all importable from here too)
+and :mod:`gflite.pieces` puts each chunk's audio into the writer.
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, BinaryIO
 
-from gflite import synth, voices
-from gflite.errors import OutputError, ReaderGone
-from gflite.gwasm.spool import DamagedError, OutputFile, StaleError
-from gflite.gwasm.subtask import Limits, Program, Subtask, SubtaskResult
-from gflite.pauses import Cut, Pauses
-from gflite.text import Text, decode, from_string, read_text
+from gflite import pieces, synth, voices
+from gflite.errors import OutputError
+from gflite.gwasm.subtask import Limits, Subtask, SubtaskResult
+from gflite.jobs import (
+    DISCARD,
+    STDIN,
+    STDOUT,
+    BookText,
+    Job,
+    Plan,
+    Progress,
+    Source,
+    Summary,
+)
+from gflite.pauses import Cut
+from gflite.text import Text
+
+__all__ = ["DISCARD", "STDIN", "STDOUT", "BookText", "Job", "Plan", "Progress", "Source", "Summary",
+           "render", "plan_chunks", "plan_ssml", "plan_cuts", "chunk_timeout", "stream_chunks", "local_workers"]
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
     from gflite import stitching
-    from gflite.books.anchors import BookMap
-    from gflite.audiobook import Tags
-    from gflite.replacements import Replacements
     from gflite.chunking import Chunk
     from gflite.gwasm.cache import ResultCache
-    from gflite.gwasm.execution import TaskReport
     from gflite.gwasm.executors.base import Executor
-    from gflite.timings import Timeline
-
-STDIN = "-"
-STDOUT = "-"
-DISCARD = "none"  # flite's "-o none": synthesise, write nothing
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where the text comes from: a file, stdin (``-``) or a literal string."""
-
-    kind: str  # "file" | "stdin" | "text"
-    value: str
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("file", "stdin", "text"):
-            raise ValueError(f"unknown source kind {self.kind!r}")
-
-    def read(self, stdin: BinaryIO | None = None, *, origins: bool = False) -> Text:
-        """The text, normalised; ``origins``: with the map back to the decoded input."""
-        if self.kind == "text":
-            return from_string(self.value, origins=origins)
-        if self.kind == "stdin":
-            return decode((stdin or sys.stdin.buffer).read(), name="stdin", origins=origins)
-        return read_text(self.value, origins=origins)
-
-
-@dataclass(frozen=True)
-class BookText:
-    """A book read and composed (``gflite.books``): the text flite reads, where
-    each chapter starts, and the tags its audiobook carries."""
-
-    text: Text
-    chapters: tuple[tuple[int, str], ...]  # (offset in text.text, title), in order
-    tags: Tags
-    replaced_words: int = 0  # --replace rules applied while composing
-    anchors: BookMap | None = None  # -o book.epub: where the text stands in the EPUB's documents
-
-
-@dataclass(frozen=True)
-class Job:
-    """Everything one ``gflite`` run does, decided before any work starts."""
-
-    source: Source
-    output: str  # a path, "-" (WAV on stdout), or "none" (discard, as flite)
-    options: synth.SynthOptions
-    subtasks: int | None = None  # N roughly equal chunks; None: sized by voice
-    workers: int | None = None  # local worker processes; None: all cores
-    cluster: str | None = None
-    redundancy: int = 1
-    bid: float | None = None
-    budget: float | None = None
-    timeout: float | None = None  # whole job, seconds
-    subtask_timeout: float | None = None  # per chunk, seconds; None: from the chunk's expected cost
-    retries: int = 2
-    target_chars: int | None = None  # chunk size; None: chunking's default for the voice
-    audit: float = 0.0  # fraction of a cluster's accepted chunks run again on this machine
-    use_cache: bool = True  # replay and store finished chunks in the result cache
-    book: BookText | None = None  # a structured book: read instead of source, chapters marked
-    pauses: Pauses = Pauses()  # silence at sentence, paragraph and chapter starts
-    replacements: Replacements | None = None  # --replace (a book's are applied while composing it)
-    split: bool = False  # --split chapters: output is a folder, one file per chapter
-    split_format: str = "m4a"
-    # Read-along (gflite.timings, gflite.subtitles); any of these sets options.timings.
-    subtitles: str | None = None  # --subtitles FILE.srt|FILE.vtt
-    subtitle_words: bool = False  # --subtitles-words: a cue per word
-    timings: str | None = None  # --timings FILE.json
-
-    @property
-    def source_spans(self) -> bool:
-        """Subtitles and timings show the source's own characters, and spans index
-        it, when flite reads it mapped character by character: not with -ssml or
-        --replace (gflite rewrites the text), where they are the text flite read."""
-        return (self.subtitles is not None or self.timings is not None) and not self.options.ssml \
-            and self.replacements is None
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What is about to run, reported before any synthesis starts."""
-
-    text: Text
-    chunks: int
-    characters: int
-    workers: int  # worker slots of the executor
-    workers_asked: int | None = None  # -j N when it was more than the cap (see local_workers)
-    subtask_timeout: float = 0.0  # seconds per chunk attempt
-    chunks_estimated: bool = False  # a long text is cut while it runs: ``chunks`` is an estimate
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One finished chunk (in completion order) and the totals so far."""
-
-    result: SubtaskResult
-    from_cache: bool
-    characters: int  # this chunk's
-    chunks_done: int
-    characters_done: int
-    audio_seconds: float  # audio made so far, by every finished chunk
-
-
-@dataclass(frozen=True)
-class Summary:
-    """What a finished run did: chunks, cache hits, audio length, time, files written."""
-    chunks: int
-    from_cache: int
-    characters: int
-    audio_seconds: float  # audio written
-    elapsed: float
-    output: str
-    report: TaskReport | None = None  # providers' bill, verification verdicts
-    unknown_length: bool = False  # a WAV past 4 GiB: its header says "length unknown"
-    replaced_words: int = 0  # --replace
-    chapters: int = 0  # chapter marks written
-    pauses: int = 0  # silences inserted
-    files: tuple[str, ...] = ()  # --split chapters: the files written
-    timeline: Timeline | None = None  # word and sentence times, when the job asked for them
-
 
 def plan_chunks(text: str, job: Job, cuts: tuple[Cut, ...] = ()) -> tuple[Chunk, ...]:
     """Where the text is cut, from the text, the job's chunking options and the
@@ -214,7 +100,7 @@ def render(
     discarded; finished chunks stay in the result cache, so a rerun resumes.
     """
     started = time.monotonic()
-    writer = _open(job, stdout)
+    writer = pieces.open_writer(job, stdout)
     try:
         summary = _render(job, writer, stdin, on_plan, on_progress, cache, started, on_printout)
         if writer is not None:
@@ -329,7 +215,7 @@ def _render(
         done["cached"] += from_cache
         done["chars"] += sizes[result.index]
         if result.ok:
-            done["audio"] += _audio_seconds(result)
+            done["audio"] += pieces.audio_seconds(result)
         if on_progress is not None:
             on_progress(
                 Progress(
@@ -342,7 +228,7 @@ def _render(
                 )
             )
 
-    lead: list[_Lead] = []
+    lead: list[pieces.Lead] = []
 
     def started_on(executor: Executor) -> None:
         if streamed is not None:
@@ -352,7 +238,7 @@ def _render(
                 # The workers fork and load flite.wasm while the text is cut
                 # (Punkt's import and training come before the first chunk).
                 executor.warm(program)
-                lead.extend(_Lead.start(writer, executor, program, limits, text.text, job))
+                lead.extend(pieces.Lead.start(writer, executor, program, limits, text.text, job, _target(job)))
         if on_plan is not None:
             on_plan(Plan(text=text, chunks=count, characters=len(text.text),
                          workers=len(executor.providers()), workers_asked=asked,
@@ -388,7 +274,7 @@ def _render(
                                       writer.samples if writer is not None else None)
             if writer is not None:
                 after = lead.pop().join() if lead and result.index == 0 else None
-                _write_piece(writer, result, program, by_index, cache, after)
+                pieces.write_piece(writer, result, program, by_index, cache, after)
             if job.options.prints and on_printout is not None:
                 if len(result.stdout) >= limits.stdio_bytes:
                     raise OutputError(f"flite printed more than {limits.stdio_bytes} bytes for {result.name}")
@@ -396,7 +282,7 @@ def _render(
             # The dispatcher drops each result's audio once handed over, so a
             # book is never held in memory.
         if writer is not None:
-            _verify(writer, program, by_index, cache)
+            pieces.verify(writer, program, by_index, cache)
     finally:
         results.close()  # type: ignore[attr-defined]
         for early in lead:
@@ -573,182 +459,3 @@ def local_workers(job: Job, chunks: int) -> tuple[int | None, int | None]:
     return workers, (job.workers if job.workers > per_cores else None)
 
 
-def _audio_seconds(result: SubtaskResult) -> float:
-    from gflite.stitching import parse_wav, parse_wav_file
-
-    try:
-        piece = dict(result.outputs)[synth.OUT_NAME]
-        if isinstance(piece, OutputFile):
-            fd = os.open(piece.path, os.O_RDONLY | os.O_NOFOLLOW)
-            try:
-                fmt, _, size = parse_wav_file(fd, piece.offset, piece.size)
-            finally:
-                os.close(fd)
-            return size / fmt.block_align / fmt.sample_rate
-        fmt, pcm = parse_wav(piece)
-    except (KeyError, OutputError, OSError):
-        return 0.0  # reported when the piece is written
-    return len(pcm) / fmt.block_align / fmt.sample_rate
-
-
-class _Lead:
-    """The stream's first audio, ahead of the first chunk: flite's audio of the
-    text up to :func:`gflite.chunkstream.lead_end`, made by a worker and
-    written by a thread while the parent still imports and trains Punkt;
-    the first chunk's audio then checks that it begins with exactly these
-    samples and adds only the rest (see ``AudioWriter.lead``)."""
-
-    def __init__(self, writer: stitching.AudioWriter, future: Future[SubtaskResult]) -> None:
-        import threading
-
-        self.writer, self.future = writer, future
-        self.written: stitching.Lead | None = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._write, name="gflite-lead", daemon=True)
-        self.thread.start()
-
-    @classmethod
-    def start(cls, writer: stitching.AudioWriter | None, executor: Executor, program: Program, limits: Limits,
-              text: str, job: Job) -> list[_Lead]:
-        """A lead for a WAV stream from this machine's workers, else none."""
-        from gflite import chunkstream
-        from gflite.chunking import Chunk
-        from gflite.stitching import WavStreamWriter
-
-        if not isinstance(writer, WavStreamWriter) or job.redundancy != 1:
-            return []
-        end = chunkstream.lead_end(text, _target(job))
-        if end is None:
-            return []
-        part = text[:end]
-        chunk = Chunk(0, 0, end, part, hashlib.sha256(part.encode("utf-8")).hexdigest())
-        return [cls(writer, executor.submit(program, synth.subtask(chunk, job.options), limits))]
-
-    def _write(self) -> None:
-        result = None
-        try:
-            result = self.future.result()
-            piece = dict(result.outputs).get(synth.OUT_NAME) if result.ok else None
-            if isinstance(piece, OutputFile):
-                self.written = self.writer.lead(piece)
-                _flush(self.writer)
-        except BaseException as exc:  # handed to the main thread by join()
-            self.error = exc
-        finally:
-            if result is not None:
-                from gflite.gwasm.spool import release
-
-                release(result.outputs)
-
-    def join(self) -> stitching.Lead | None:
-        """What was written (None: nothing, the first chunk goes out whole)."""
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.written
-
-    def stop(self) -> None:
-        self.future.cancel()
-        self.thread.join(timeout=1)
-
-
-def _write_piece(writer: stitching.AudioWriter, result: SubtaskResult, program: Program,
-                 tasks: Mapping[int, Subtask], cache: ResultCache | None,
-                 after: stitching.Lead | None = None) -> None:
-    """Append one chunk's audio: a file (this machine's spool, the cache) is
-    copied without being read into memory; bytes (a remote answer) as they are."""
-    from gflite.gwasm.cache import ResultCache
-
-    piece = dict(result.outputs)[synth.OUT_NAME]
-    if not isinstance(piece, OutputFile):
-        if after is not None and after.pcm_bytes:
-            raise OutputError(f"{result.name}'s audio came as bytes after its first audio was written")
-        writer.add(piece)
-    else:
-        try:
-            try:
-                writer.add_file(piece, after, tag=result.index)
-            except StaleError:  # its entry was rewritten (more trust): read it anew
-                fresh = (cache or ResultCache()).lookup(program, tasks[result.index])
-                if fresh is None:
-                    raise DamagedError("the entry is gone") from None
-                writer.add_file(dict(fresh.outputs)[synth.OUT_NAME], after,  # type: ignore[arg-type]
-                                tag=result.index)
-        except DamagedError as exc:
-            raise _damaged(exc, result.index, program, tasks, cache) from None
-    _flush(writer)
-
-
-def _verify(writer: stitching.AudioWriter, program: Program, tasks: Mapping[int, Subtask],
-            cache: ResultCache | None) -> None:
-    """Every cached piece written checked against its entry's sha256 (the
-    writer checks them beside its copies, a few pieces behind)."""
-    try:
-        writer.verify()
-    except DamagedError as exc:
-        raise _damaged(exc, None, program, tasks, cache) from None
-
-
-def _damaged(exc: DamagedError, index: int | None, program: Program, tasks: Mapping[int, Subtask],
-             cache: ResultCache | None) -> OutputError:
-    """A cache entry that changed on disk since its header was read: removed
-    (the chunk its check was tagged with, else ``index``'s), and the run fails."""
-    from gflite.gwasm.cache import ResultCache
-
-    if isinstance(exc.tag, int) and exc.tag in tasks:
-        index = exc.tag
-    if index is None:
-        return OutputError("cached audio was damaged; run again with --no-cache")
-    (cache or ResultCache()).drop(program, tasks[index])
-    return OutputError(f"the cached audio of {tasks[index].name} was damaged; it was removed, "
-                       "run again to make it anew")
-
-
-def _flush(writer: stitching.AudioWriter) -> None:
-    """Push a streamed piece out now: a player downstream starts on the first chunk."""
-    stream = getattr(writer, "stream", None)
-    if stream is None:
-        return
-    try:
-        stream.flush()
-    except BrokenPipeError:
-        raise ReaderGone(f"the program reading {getattr(writer, 'name', 'stdout')} closed the pipe") from None
-    except OSError as e:
-        raise OutputError(f"cannot write to {getattr(writer, 'name', 'stdout')}: {e.strerror or e}") from None
-
-
-def _open(job: Job, stdout: BinaryIO | None) -> stitching.AudioWriter | None:
-    output, rate = job.output, job.options.voice.rate
-    if output == DISCARD:
-        return None
-    from pathlib import Path
-
-    from gflite import stitching
-    from gflite.book_suffixes import audiobook_format
-
-    def tags() -> Tags:
-        from gflite import audiobook
-
-        return job.book.tags if job.book is not None else audiobook.Tags(
-            title=Path(job.source.value).stem if job.source.kind == "file" else "")
-
-    if job.split:
-        from gflite.bookwriter import ChapterSplitWriter
-
-        return ChapterSplitWriter(Path(output), job.split_format, rate, tags())
-    if job.book is not None and job.book.anchors is not None:
-        from gflite.bookwriter import ReadAlongWriter
-
-        return ReadAlongWriter(Path(output), Path(job.source.value), job.book.anchors, rate)
-    kind = audiobook_format(output) if output != STDOUT else None
-    if kind is not None:
-        from gflite.bookwriter import AudiobookWriter
-
-        if os.path.isdir(output):
-            example = os.path.join(output, f"book.{kind}")
-            raise OutputError(f"output {output} is a directory; give a file name such as {example}")
-        return AudiobookWriter(Path(output), kind, rate, tags())
-    if output != STDOUT and os.path.isdir(output):
-        raise OutputError(f"output {output} is a directory; give a file name such as {os.path.join(output, 'out.wav')}")
-
-    return stitching.open_output(output, stdout=stdout, default_rate=rate)
