@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, BinaryIO, Callable
 from gflite import outputs
 from gflite.book_suffixes import AUDIOBOOK_FORMATS, audiobook_format  # noqa: F401  (part of this module's API)
 from gflite.errors import OutputError
-from gflite.stitching import ENCODERS, WavFormat, find_ffmpeg
+from gflite.stitching import ENCODERS, find_ffmpeg
+from gflite.wav import WavFormat
 
 if TYPE_CHECKING:
     from gflite.books.model import Cover

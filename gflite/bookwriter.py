@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING
 from gflite import audiobook, outputs
 from gflite.audiobook import ChapterMark, Tags
 from gflite.errors import OutputError
-from gflite.stitching import AudioWriter, EncodedWriter, WavFileWriter, WavFormat
+from gflite.stitching import AudioWriter, EncodedWriter, WavFileWriter
+from gflite.wav import WavFormat
 
 if TYPE_CHECKING:
     from gflite.books.anchors import BookMap

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 def audio_seconds(result: SubtaskResult) -> float:
     """Seconds of audio in a chunk's result, read from its WAV header (0 if it has none)."""
-    from gflite.stitching import parse_wav, parse_wav_file
+    from gflite.wav import parse_wav, parse_wav_file
 
     try:
         piece = dict(result.outputs)[synth.OUT_NAME]

@@ -200,7 +200,7 @@ def chunk_outputs(timeline: Timeline, chunk: Chunk, outputs: dict[str, bytes | O
 
 def _frames(audio: bytes | OutputFile, name: str) -> int:
     """The frames of a chunk's WAV, from its headers alone when it is a file."""
-    from gflite.stitching import parse_wav, parse_wav_file
+    from gflite.wav import parse_wav, parse_wav_file
 
     if not isinstance(audio, OutputFile):
         fmt, pcm = parse_wav(audio, name=name)
