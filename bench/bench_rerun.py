@@ -12,7 +12,7 @@ Each run writes a new output name after ``sync`` (the last run's writeback
 would slow this one's writes), as ``bench_gflite.py``'s "resumed" does, and
 every output is checked to be byte-identical to the cold run's. Both sides
 run in a virtualenv that sees the checkout as an installed wheel would
-(``bench/wheelenv.py``).
+(``bench/ab.py``).
 
 It prints each side's median and min wall time and median CPU time (user+sys
 of the process tree; a cached rerun hashes and copies on two cores, so CPU
@@ -23,31 +23,11 @@ from __future__ import annotations
 import argparse
 import filecmp
 import os
-import resource
-import statistics
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from corpus import CORPUS
-from wheelenv import wheel_like_python
-
-REPO = Path(__file__).resolve().parent.parent
-MAIN = "import sys; from gflite.cli import main; sys.argv[0] = 'gflite'; sys.exit(main())"
-
-
-def run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the process tree) of one run."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr.decode(errors='replace')}")
-    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-
+from ab import MAIN, REPO, base_checkout, report, run, wheel_like_python
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -69,11 +49,7 @@ def main() -> None:
         env.pop("GFLITE_CLUSTER", None)
         sides = {"this checkout": dict(env, PYTHONPATH=str(REPO))}
         if args.base != "none":
-            base = work / "base"
-            base.mkdir()
-            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.base, "gflite", "wasm_bin"],
-                                     check=True, capture_output=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+            base = base_checkout(args.base, work / "base")
             sides = {f"base {args.base}": dict(env, PYTHONPATH=str(base)), **sides}
 
         def cmd(out: Path) -> list[str]:
@@ -99,11 +75,8 @@ def main() -> None:
                 out.unlink()
                 walls[name].append(wall)
                 cpus[name].append(cpu)
-    print(f"rerun of the fully cached book, {args.runs} alternating runs each (outputs byte-identical):")
-    for name in sides:
-        w, c = walls[name], cpus[name]
-        print(f"  {name:24} wall median {statistics.median(w):.3f} s (min {min(w):.3f}, max {max(w):.3f}), "
-              f"CPU median {statistics.median(c):.3f} s")
+    report(f"rerun of the fully cached book, {args.runs} alternating runs each (outputs byte-identical):",
+           walls, cpus)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 Both sides run the console script's code (``gflite.cli.main``) with warm
 compiled-module cache and empty result cache, in a virtualenv that sees this checkout as an installed wheel would
-(``bench/wheelenv.py``: no editable import hook). The base comes
+(``bench/ab.py``: no editable import hook). The base comes
 from ``git archive REV``, put first on PYTHONPATH; this checkout is found through
 the ``.pth``. Runs alternate (ABAB...) so both meet the same load; it prints
 each side's median wall time and median CPU time (user+sys of the process
@@ -18,19 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
-import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from wheelenv import wheel_like_python
-
-REPO = Path(__file__).resolve().parent.parent
-MAIN = "import sys; from gflite.cli import main; sys.argv[0] = 'gflite'; sys.exit(main())"
-
+from ab import MAIN, REPO, base_checkout, report, run, wheel_like_python
 
 def _drop_bytecode(root: Path) -> None:
     for cache in (root / "gflite").rglob("__pycache__"):
@@ -45,11 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="gflite-startup-") as tmp:
         work = Path(tmp)
-        base = work / "base"
-        base.mkdir()
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.base, "gflite", "wasm_bin"],
-                                 check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+        base = base_checkout(args.base, work / "base")
         python = wheel_like_python(work / "venv")
         env = dict(os.environ, GFLITE_CACHE_DIR=str(work / "cache"))
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -69,18 +58,11 @@ def main() -> None:
                     _drop_bytecode(base)
                     _drop_bytecode(REPO)
                 shutil.rmtree(work / "cache" / "results", ignore_errors=True)
-                before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                started = time.perf_counter()
-                subprocess.run(cmd, env=side_env, cwd=work, check=True, stderr=subprocess.DEVNULL)
-                wall[name].append(time.perf_counter() - started)
-                after = resource.getrusage(resource.RUSAGE_CHILDREN)
-                cpu[name].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+                w, c = run(cmd, side_env, work)
+                wall[name].append(w)
+                cpu[name].append(c)
     mode = "PYTHONDONTWRITEBYTECODE=1, no __pycache__" if args.no_bytecode else "bytecode written and reused"
-    print(f"start-up of gflite -t \"Hello.\" -o x.wav, {args.runs} alternating runs each, {mode}:")
-    for name in sides:
-        w, c = wall[name], cpu[name]
-        print(f"  {name:24} wall median {statistics.median(w):.3f} s (min {min(w):.3f}, max {max(w):.3f}), "
-              f"CPU median {statistics.median(c):.3f} s")
+    report(f"start-up of gflite -t \"Hello.\" -o x.wav, {args.runs} alternating runs each, {mode}:", wall, cpu)
 
 
 if __name__ == "__main__":
