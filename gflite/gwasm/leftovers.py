@@ -14,6 +14,10 @@ it starts any work:
   never touched);
 - only when no process has that pid: a live one (ours, another user's, or one
   that reused the pid) keeps its directory.
+
+Processes that share a temporary directory are assumed to see each other's
+pids (one PID namespace), as they do on one machine; containers that share a
+host's /tmp but not its PID namespace should give each its own TMPDIR.
 """
 from __future__ import annotations
 
