@@ -2,8 +2,10 @@
 the result cache (content-addressed, verified on read)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
+from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from gflite.gwasm import sandbox
 from gflite.gwasm.cache import ModuleCache, ResultCache, atomic_write, cache_dir
 from gflite.gwasm.cache import parse_size
 from gflite.gwasm.outcomes import Accepted, Provenance, Trust
+from gflite.gwasm.spool import Spool, release
 from gflite.gwasm.subtask import Program, Subtask, SubtaskResult
 
 WatProgram = Callable[[str], Program]
@@ -219,6 +222,123 @@ def test_results_are_not_synced_and_what_a_crash_leaves_of_one_is_a_miss(
         assert cache.get(program, st) is None, len(torn)
         assert cache.lookup(program, st) is None, len(torn)
         cache.put(program, st, ok_result(st, b"GOOD OUTPUT" * 100))
+
+
+def _spooled(spool_root: Spool, st: Subtask, data: bytes) -> SubtaskResult:
+    """A result whose output is a spool file of this run, as a local worker's is."""
+    out = spool_root.adopt_bytes("out.txt", data)
+    return SubtaskResult(index=st.index, name=st.name, ok=True, outputs=(("out.txt", out),), exit_code=0,
+                         stdout=b"so", stderr=b"se", provider="local-0", seconds=0.5)
+
+
+def _read_out(hit: Accepted) -> bytes:
+    item = dict(hit.outputs)["out.txt"]
+    with open(item.path, "rb") as f:
+        data = os.pread(f.fileno(), item.size, item.offset)
+    assert hashlib.sha256(data).hexdigest() == item.sha256
+    return data
+
+
+def test_a_spooled_output_is_linked_into_the_cache_not_copied(wat_program: WatProgram, tmp_path: Path) -> None:
+    program = wat_program("upper")
+    cache = ResultCache(tmp_path / "cache")
+    st = subtask()
+    data = b"RIFF" + bytes(range(256)) * 64
+    with Spool(tmp_path) as sp:
+        result = _spooled(sp, st, data)
+        item = result.outputs[0][1]
+        assert cache.put(program, st, result)
+        (entry,) = (tmp_path / "cache" / "results").glob("*/*.result")
+        assert os.stat(entry).st_ino == os.stat(item.path).st_ino  # the same file: no copy
+        assert entry.read_bytes()[: len(data)] == data  # the output where its OutputFile says
+        release(result.outputs)
+    assert os.stat(entry).st_nlink == 1  # the run's spool is gone, the entry stays
+    hit = cache.lookup(program, st)
+    assert hit is not None and _read_out(hit) == data and (hit.stdout, hit.stderr) == (b"so", b"se")
+    got = cache.get(program, st)
+    assert got is not None and got.outputs == (("out.txt", data),)
+    # Putting the same bytes again keeps the entry as it is.
+    with Spool(tmp_path) as sp:
+        assert cache.put(program, st, _spooled(sp, st, data))
+    assert cache.get(program, st) == got
+
+
+def test_what_cannot_be_linked_is_copied(wat_program: WatProgram, tmp_path: Path) -> None:
+    program = wat_program("upper")
+    cache = ResultCache(tmp_path / "cache")
+    with Spool(tmp_path) as sp:
+        # An output starting with "{" would read as a header-first entry: copied.
+        st = subtask(0, "s0", b"a")
+        assert cache.put(program, st, _spooled(sp, st, b'{"not": "a header"}'))
+        # A spool file already appended to (put before under another key): copied.
+        st1, st2 = subtask(1, "s1", b"b"), subtask(2, "s2", b"c")
+        result = _spooled(sp, st1, b"RIFF-shared")
+        assert cache.put(program, st1, result)
+        assert cache.put(program, st2, replace(result, index=2, name="s2"))
+    entries = {p.read_bytes()[:1] for p in (tmp_path / "cache" / "results").glob("*/*.result")}
+    assert entries == {b"{", b"R"}
+    assert cache.get(program, st).outputs == (("out.txt", b'{"not": "a header"}'),)
+    assert cache.get(program, st1).outputs == cache.get(program, st2).outputs == (("out.txt", b"RIFF-shared"),)
+
+
+def test_across_filesystems_the_spool_file_is_left_as_it_was_and_copied(
+    wat_program: WatProgram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = wat_program("upper")
+    cache = ResultCache(tmp_path / "cache")
+    st = subtask()
+    data = b"RIFF" + b"y" * 3000
+
+    def no_link(src, dst, *a, **kw):  # type: ignore[no-untyped-def]
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    with Spool(tmp_path) as sp:
+        result = _spooled(sp, st, data)
+        assert cache.put(program, st, result)
+        item = result.outputs[0][1]
+        assert Path(item.path).read_bytes() == data  # what was appended is gone again
+    (entry,) = (tmp_path / "cache" / "results").glob("*/*.result")
+    assert entry.read_bytes()[:1] == b"{"
+    assert cache.get(program, st).outputs == (("out.txt", data),)
+
+
+@pytest.mark.parametrize("damage", ["data", "trailer", "length", "short", "header"])
+def test_a_damaged_linked_entry_is_never_audio(wat_program: WatProgram, tmp_path: Path, damage: str) -> None:
+    program = wat_program("upper")
+    cache = ResultCache(tmp_path / "cache")
+    st = subtask()
+    data = b"RIFF" + b"x" * 5000
+    with Spool(tmp_path) as sp:
+        assert cache.put(program, st, _spooled(sp, st, data))
+    (entry,) = (tmp_path / "cache" / "results").glob("*/*.result")
+    raw = bytearray(entry.read_bytes())
+    if damage == "data":
+        raw[100] ^= 1
+    elif damage == "trailer":
+        raw[-16:-8] = b"NOTMAGIC"
+    elif damage == "length":
+        raw[-8:] = (1 << 40).to_bytes(8, "little")
+    elif damage == "short":
+        del raw[-30:]
+    else:
+        at = raw.rindex(b'"format": 3')
+        raw[at + 10 : at + 11] = b"2"
+    entry.write_bytes(bytes(raw))
+    assert cache.get(program, st) is None
+    if damage == "data":  # the header is intact: the lookup finds it, the copy's check does not pass it
+        with Spool(tmp_path) as sp:
+            assert cache.put(program, st, _spooled(sp, st, data))
+        (entry,) = (tmp_path / "cache" / "results").glob("*/*.result")
+        raw = bytearray(entry.read_bytes())
+        raw[100] ^= 1
+        entry.write_bytes(bytes(raw))
+        hit = cache.lookup(program, st)
+        assert hit is not None
+        with pytest.raises(AssertionError):
+            _read_out(hit)
+    else:
+        assert cache.lookup(program, st) is None
 
 
 def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:

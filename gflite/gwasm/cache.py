@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import stat
+import struct
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -282,6 +283,14 @@ class ModuleCache:
 # Format 2 records each entry's provenance; format-1 entries (which did not)
 # are misses, so they are made again once and replaced.
 _RESULT_FORMAT = 2
+# A result whose one output is a spool file of this run is stored without
+# copying its audio: its stdio, its header and a fixed trailer (which tells the
+# header's length) are appended to that file, which is then linked into the
+# cache. Such an entry starts with the output's own bytes ("RIFF" for a WAV),
+# never with the "{" a header-first entry starts with.
+_TAIL_FORMAT = 3
+_TRAILER = struct.Struct("<8sQ")
+_TRAILER_MAGIC = b"GFLTAIL1"
 # An entry's header is data we wrote, but read as if it were not: its line,
 # its lists and its numbers are bounded before anything is believed.
 _MAX_HEADER = 64 << 10
@@ -470,7 +479,11 @@ class ResultCache:
             # read, so one a crash of the machine left short or empty is a miss or
             # a damaged entry (removed, made anew), never wrong audio; syncing every
             # chunk's audio to disk cost a cold run of a book about 7 % of its time.
-            atomic_write(path, chunks, durable=False)
+            linked = _link_in(path, result, provenance)
+            if linked:
+                size = linked
+            else:
+                atomic_write(path, chunks, durable=False)
         except OSError:  # DamagedError included: a source that was not what it said
             return False
         if self._size is None:
@@ -603,8 +616,58 @@ def _described(data: bytes | OutputFile) -> tuple[int, str]:
 
 def _encode(result: SubtaskResult, provenance: Provenance) -> list[bytes | OutputFile]:
     blobs = [data for _, data in result.outputs] + [result.stdout, result.stderr]
+    return [_header(result, provenance, _RESULT_FORMAT), *blobs]
+
+
+def _link_in(path: Path, result: SubtaskResult, provenance: Provenance) -> int:
+    """Store ``result`` at ``path`` without copying its output, if its one output
+    is a whole spool file of this run that nothing else links to: its stdio,
+    header and trailer are appended to that file (its output's bytes stay where
+    its OutputFile says), and it is linked into the cache. The entry's size, or
+    0 where that cannot be done (another filesystem, several outputs): the caller
+    then copies."""
+    if len(result.outputs) != 1:
+        return 0
+    item = result.outputs[0][1]
+    if not isinstance(item, OutputFile) or not item.owned or not item.verified or item.offset:
+        return 0
+    header = _header(result, provenance, _TAIL_FORMAT)
+    tail = result.stdout + result.stderr + header + _TRAILER.pack(_TRAILER_MAGIC, len(header))
+    try:
+        fd = os.open(item.path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    tmp = path.parent / f".tmp-link-{os.urandom(8).hex()}"
+    try:
+        st = os.fstat(fd)
+        # Exactly the output, linked nowhere else: not a file already appended to.
+        if not _trusted_stat(st) or st.st_size != item.size or st.st_nlink != 1:
+            return 0
+        # Readers tell the formats apart by the first byte: a header-first entry's is "{".
+        if item.size == 0 or os.pread(fd, 1, 0) == b"{":
+            return 0
+        try:
+            view = memoryview(tail)
+            while view:
+                view = view[os.write(fd, view):]
+            os.link(item.path, tmp)
+        except OSError:
+            os.ftruncate(fd, item.size)  # the spool file as it was: the caller copies from it
+            return 0
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return item.size + len(tail)
+
+
+def _header(result: SubtaskResult, provenance: Provenance, fmt: int) -> bytes:
     header: dict[str, Any] = {
-        "format": _RESULT_FORMAT,
+        "format": fmt,
         "outputs": [[rel, *_described(data)] for rel, data in result.outputs],
         "stdout": [len(result.stdout), sha256_bytes(result.stdout)],
         "stderr": [len(result.stderr), sha256_bytes(result.stderr)],
@@ -615,7 +678,7 @@ def _encode(result: SubtaskResult, provenance: Provenance) -> list[bytes | Outpu
         "trust": {"local": provenance.local, "operators": list(provenance.operators),
                   "providers": list(provenance.providers)},
     }
-    return [json.dumps(header).encode() + b"\n", *blobs]
+    return json.dumps(header).encode() + b"\n"
 
 
 def _int(value: object, limit: int) -> int:
@@ -650,10 +713,10 @@ class _Header:
     digest: str
 
 
-def _parse_header(head: bytes, subtask: Subtask, limit: int) -> _Header | None:
+def _parse_header(head: bytes, subtask: Subtask, limit: int, fmt: int = _RESULT_FORMAT) -> _Header | None:
     """Parse an entry's header line, believing nothing it says about itself until checked."""
     header = json.loads(head)
-    if not isinstance(header, dict) or header.get("format") != _RESULT_FORMAT:
+    if not isinstance(header, dict) or header.get("format") != fmt:
         return None
     listed = header["outputs"]
     if not isinstance(listed, list) or len(listed) > _MAX_OUTPUTS:
@@ -704,13 +767,36 @@ def _accept(h: _Header, subtask: Subtask, outputs: tuple, stdout: bytes, stderr:
     return Accepted.of(result, h.provenance)
 
 
+def _tail(size: int, read: Callable[[int, int], bytes]) -> tuple[bytes, int] | None:
+    """A tail-format entry's header (without its newline) and where it starts,
+    from the trailer at the end of ``size`` bytes read by ``read(n, offset)``."""
+    if size < _TRAILER.size:
+        return None
+    magic, length = _TRAILER.unpack(read(_TRAILER.size, size - _TRAILER.size))
+    start = size - _TRAILER.size - length
+    if magic != _TRAILER_MAGIC or not 0 < length <= _MAX_HEADER + 1 or start < 0:
+        return None
+    head = read(length, start)
+    if len(head) != length or not head.endswith(b"\n"):
+        return None
+    return head[:-1], start
+
+
 def _decode(data: bytes, subtask: Subtask) -> Accepted | None:
     """Parse a whole entry, believing nothing it says about itself until checked."""
-    head, sep, _ = data[: _MAX_HEADER + 1].partition(b"\n")
-    if not sep:
-        return None
-    body = data[len(head) + 1 :]
-    h = _parse_header(head, subtask, len(body))
+    if data[:1] == b"{":
+        head, sep, _ = data[: _MAX_HEADER + 1].partition(b"\n")
+        if not sep:
+            return None
+        body = data[len(head) + 1 :]
+        h = _parse_header(head, subtask, len(body))
+    else:
+        found = _tail(len(data), lambda n, at: data[at : at + n])
+        if found is None:
+            return None
+        head, start = found
+        body = data[:start]
+        h = _parse_header(head, subtask, len(body), _TAIL_FORMAT)
     if h is None:
         return None
     pos = 0
@@ -748,23 +834,32 @@ def _decode_lazy(fd: int, st: os.stat_result, path: str, subtask: Subtask, max_b
     size = st.st_size
     if size > max_bytes:
         return None
-    head, sep, _ = os.pread(fd, _HEAD_READ, 0).partition(b"\n")
-    if not sep and len(head) == _HEAD_READ:
-        head, sep, _ = os.pread(fd, _MAX_HEADER + 1, 0).partition(b"\n")
-    if not sep:
-        return None
-    start = len(head) + 1
-    h = _parse_header(head, subtask, size - start)
+    first = os.pread(fd, _HEAD_READ, 0)
+    if first[:1] == b"{":  # header first
+        head, sep, _ = first.partition(b"\n")
+        if not sep and len(head) == _HEAD_READ:
+            head, sep, _ = os.pread(fd, _MAX_HEADER + 1, 0).partition(b"\n")
+        if not sep:
+            return None
+        start = len(head) + 1
+        h = _parse_header(head, subtask, size - start)
+        pos, end = start, size
+    else:  # header last (a linked spool file)
+        found = _tail(size, lambda n, at: os.pread(fd, n, at))
+        if found is None:
+            return None
+        head, end = found
+        h = _parse_header(head, subtask, end, _TAIL_FORMAT)
+        pos = 0
     if h is None:
         return None
-    pos = start
     outputs = []
     for rel, n, digest in h.outputs:
         outputs.append((rel, OutputFile(rel=rel, path=path, size=n, sha256=digest, offset=pos,
                                         verified=False, owned=False, inode=st.st_ino)))
         pos += n
     (out_n, out_digest), (err_n, err_digest) = h.stdio
-    if out_n > _MAX_HEADER * 16 or err_n > _MAX_HEADER * 16 or pos + out_n + err_n != size:
+    if out_n > _MAX_HEADER * 16 or err_n > _MAX_HEADER * 16 or pos + out_n + err_n != end:
         return None
     blob = os.pread(fd, out_n + err_n, pos) if out_n + err_n else b""  # both at the entry's end
     stdout, stderr = blob[:out_n], blob[out_n:]
