@@ -93,10 +93,11 @@ def _trusted_file(path: Path) -> bool:
         st = os.lstat(path)
     except OSError:
         return False
-    return _trusted_stat(st)
+    return trusted_stat(st)
 
 
-def _trusted_stat(st: os.stat_result) -> bool:
+def trusted_stat(st: os.stat_result) -> bool:
+    """True if ``st`` is a regular file of ours that nobody else can write."""
     return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
@@ -417,7 +418,7 @@ class ResultCache:
             return None
         try:
             st = os.fstat(fd)
-            if not _trusted_stat(st):
+            if not trusted_stat(st):
                 return None
             try:
                 result = decode(fd, st, path)
@@ -641,7 +642,7 @@ def _link_in(path: Path, result: SubtaskResult, provenance: Provenance) -> int:
     try:
         st = os.fstat(fd)
         # Exactly the output, linked nowhere else: not a file already appended to.
-        if not _trusted_stat(st) or st.st_size != item.size or st.st_nlink != 1:
+        if not trusted_stat(st) or st.st_size != item.size or st.st_nlink != 1:
             return 0
         # Readers tell the formats apart by the first byte: a header-first entry's is "{".
         if item.size == 0 or os.pread(fd, 1, 0) == b"{":

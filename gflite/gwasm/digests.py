@@ -19,10 +19,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import stat
 from pathlib import Path
 
-from gflite.gwasm.cache import UntrustedCacheError, atomic_write, cache_dir, private_dir
+from gflite.gwasm.cache import UntrustedCacheError, atomic_write, cache_dir, private_dir, trusted_stat
 
 # A memo file holds one line of a few numbers and a digest.
 _MAX_MEMO = 512
@@ -56,8 +55,7 @@ def _read_memo(memo: Path) -> str | None:
         return None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022 \
-                or st.st_size > _MAX_MEMO:
+        if not trusted_stat(st) or st.st_size > _MAX_MEMO:
             return None
         return os.read(fd, _MAX_MEMO).decode("utf-8", "replace")
     except OSError:
