@@ -768,6 +768,10 @@ def _accept(h: _Header, subtask: Subtask, outputs: tuple, stdout: bytes, stderr:
     return Accepted.of(result, h.provenance)
 
 
+# An entry's header line is about 550 bytes: one read of this many takes it.
+_HEAD_READ = 4096
+
+
 def _tail(size: int, read: Callable[[int, int], bytes]) -> tuple[bytes, int] | None:
     """A tail-format entry's header (without its newline) and where it starts,
     from the trailer at the end of ``size`` bytes read by ``read(n, offset)``."""
@@ -783,21 +787,34 @@ def _tail(size: int, read: Callable[[int, int], bytes]) -> tuple[bytes, int] | N
     return head[:-1], start
 
 
-def _decode(data: bytes, subtask: Subtask) -> Accepted | None:
-    """Parse a whole entry, believing nothing it says about itself until checked."""
-    if data[:1] == b"{":
-        head, sep, _ = data[: _MAX_HEADER + 1].partition(b"\n")
+def _locate(size: int, read: Callable[[int, int], bytes]) -> tuple[bytes, int, int, int] | None:
+    """An entry's header line (without its newline), its format, and where its
+    body (the outputs, then stdout and stderr) starts and ends, from ``size``
+    bytes read by ``read(n, offset)``: header first (``{...}`` then the body),
+    or header last (a linked spool file: the body, the header, the trailer)."""
+    first = read(_HEAD_READ, 0)
+    if first[:1] == b"{":
+        head, sep, _ = first.partition(b"\n")
+        if not sep and len(head) == _HEAD_READ:
+            head, sep, _ = read(_MAX_HEADER + 1, 0).partition(b"\n")
         if not sep:
             return None
-        body = data[len(head) + 1 :]
-        h = _parse_header(head, subtask, len(body))
-    else:
-        found = _tail(len(data), lambda n, at: data[at : at + n])
-        if found is None:
-            return None
-        head, start = found
-        body = data[:start]
-        h = _parse_header(head, subtask, len(body), _TAIL_FORMAT)
+        return head, _RESULT_FORMAT, len(head) + 1, size
+    found = _tail(size, read)
+    if found is None:
+        return None
+    head, end = found
+    return head, _TAIL_FORMAT, 0, end
+
+
+def _decode(data: bytes, subtask: Subtask) -> Accepted | None:
+    """Parse a whole entry, believing nothing it says about itself until checked."""
+    found = _locate(len(data), lambda n, at: data[at : at + n])
+    if found is None:
+        return None
+    head, fmt, start, end = found
+    body = data[start:end]
+    h = _parse_header(head, subtask, len(body), fmt)
     if h is None:
         return None
     pos = 0
@@ -820,10 +837,6 @@ def _decode(data: bytes, subtask: Subtask) -> Accepted | None:
     return _accept(h, subtask, outputs, stdout, stderr)
 
 
-# An entry's header line is about 550 bytes: one read of this many takes it.
-_HEAD_READ = 4096
-
-
 def _entry_path(directory: str, key: str) -> str:
     """Where the entry under ``key`` lives: a shard of the key's first two digits."""
     return f"{directory}/{key[:2]}/{key}.result"
@@ -835,23 +848,11 @@ def _decode_lazy(fd: int, st: os.stat_result, path: str, subtask: Subtask, max_b
     size = st.st_size
     if size > max_bytes:
         return None
-    first = os.pread(fd, _HEAD_READ, 0)
-    if first[:1] == b"{":  # header first
-        head, sep, _ = first.partition(b"\n")
-        if not sep and len(head) == _HEAD_READ:
-            head, sep, _ = os.pread(fd, _MAX_HEADER + 1, 0).partition(b"\n")
-        if not sep:
-            return None
-        start = len(head) + 1
-        h = _parse_header(head, subtask, size - start)
-        pos, end = start, size
-    else:  # header last (a linked spool file)
-        found = _tail(size, lambda n, at: os.pread(fd, n, at))
-        if found is None:
-            return None
-        head, end = found
-        h = _parse_header(head, subtask, end, _TAIL_FORMAT)
-        pos = 0
+    found = _locate(size, lambda n, at: os.pread(fd, n, at))
+    if found is None:
+        return None
+    head, fmt, pos, end = found
+    h = _parse_header(head, subtask, end - pos, fmt)
     if h is None:
         return None
     outputs = []
