@@ -155,7 +155,7 @@ def _warm_up() -> None:
 
         import wasmtime  # noqa: F401
 
-        from gflite.gwasm import cache, sandbox, subtask  # noqa: F401
+        from gflite.gwasm import cache  # noqa: F401  (sandbox and subtask: imported by the loop)
 
 
 def _worker_loop(job_fd: int, result_fd: int, parent_pid: int, warm: bool = False) -> None:
